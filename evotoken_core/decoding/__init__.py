@@ -1,0 +1,17 @@
+"""EvoToken decoding: settings, schedule, the per-step rules and the batch state."""
+
+from .records import DecodeRequest, StepRecord, TokenState
+from .schedule import transfer_count_at, transfer_counts
+from .settings import DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
+
+__all__ = [
+    "DECODING_MODES",
+    "REMASKING_RULES",
+    "DecodeRequest",
+    "DecodeSettings",
+    "SettingsError",
+    "StepRecord",
+    "TokenState",
+    "transfer_count_at",
+    "transfer_counts",
+]
