@@ -1,0 +1,155 @@
+"""The app factory and its lifespan.
+
+`create_app(settings)` builds a FastAPI app that holds nothing global: the metrics registry,
+the served names, and (once the lifespan has loaded them) the model, the engine worker and the
+serving object live on `app.state`, so any number of apps can live in one process.
+
+The lifespan starts loading in the background and yields at once: `/health` answers while an
+8B checkpoint loads, `/ready` turns true only after the model is loaded, the worker runs and one
+warm-up step has gone through the real path. On shutdown it stops the worker, which ends every
+request still in flight with a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from time import time
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from evotoken_core import __version__
+from evotoken_core.decoding import DecodeRequest, DecodeSettings
+
+from .auth import APIKeyMiddleware
+from .errors import install_error_handlers
+from .metrics import Metrics
+from .middleware import BodyLimitMiddleware, RequestContextMiddleware
+from .responses import ModelCard
+from .routes import openai_router, probes_router
+from .settings import Settings
+from .worker import EngineWorker
+
+log = logging.getLogger("evotoken.server")
+PROBE_PATHS = {"/health", "/ready", "/metrics"}
+PUBLIC_PATHS = {"/"}  # the playground page; its API calls still need a key
+
+
+class StartupError(RuntimeError):
+    """The server cannot serve: no model to load, or loading failed."""
+
+
+def resolve_model_ref(settings: Settings) -> str:
+    """`--model`, or the model embedded in the package; never anything a request names."""
+    if settings.model:
+        return settings.model
+    try:
+        from evotoken_core.assets import default_model_path
+    except ImportError:
+        raise StartupError("no --model given and this build has no embedded model "
+                           "(evotoken_core.assets is missing); pass --model PATH_OR_HUB_ID") from None
+    path = Path(default_model_path())
+    if not (path / "config.json").is_file():
+        raise StartupError(f"no --model given and the embedded model at {path} is missing; "
+                           "pass --model PATH_OR_HUB_ID")
+    return str(path)
+
+
+def served_names(settings: Settings) -> list[str]:
+    """The model id clients send, then the LoRA adapter's id if one is applied."""
+    if settings.served_model_name:
+        base = settings.served_model_name
+    elif settings.model:
+        base = settings.model
+    else:
+        try:
+            base = Path(resolve_model_ref(settings)).name
+        except StartupError:
+            base = "evotoken"
+    return [base, settings.lora] if settings.lora else [base]
+
+
+async def _start(app: FastAPI, settings: Settings) -> None:
+    """Load, start the worker, warm up; any failure is kept for /health and /ready to report."""
+    from evotoken_core.engine import Engine
+    from evotoken_core.model import load_model
+
+    from .serving import Serving
+
+    state = app.state
+    try:
+        ref = resolve_model_ref(settings)
+        loaded = await asyncio.to_thread(
+            load_model, ref, dtype=settings.dtype, device=settings.device, lora=settings.lora,
+            merge_lora=settings.merge_lora)
+        if loaded.tokenizer is None:
+            raise StartupError(f"{loaded.path} has no tokenizer; the server needs one")
+        engine = Engine(loaded, max_batch_size=settings.max_batch_size)
+        worker = EngineWorker(engine, settings.max_batch_size, settings.max_queue, state.metrics)
+        state.metrics.track_engine(lambda: worker.queue_depth, lambda: worker.active_rows)
+        state.serving = Serving(loaded, worker, settings, state.metrics, state.model_ids)
+        worker.start()
+        warm = DecodeRequest("warm-up", prompt_ids=[loaded.end_ids[0] if loaded.end_ids else 0],
+                             settings=DecodeSettings(gen_length=1, block_length=1, steps=1))
+        await worker.warm_up(warm)
+        state.serving.ready = True
+        log.info("ready: %s on %s (%s), max batch %d", ref, loaded.device, loaded.dtype,
+                 settings.max_batch_size)
+    except Exception as error:
+        state.startup_error = f"startup failed: {error.__class__.__name__}: {error}"
+        log.exception("startup failed")
+    finally:
+        state.started.set()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    state = app.state
+    state.serving = None
+    state.startup_error = None
+    state.started = asyncio.Event()  # set once startup has succeeded or failed
+    task = asyncio.create_task(_start(app, state.settings))
+    try:
+        yield
+    finally:
+        serving = state.serving
+        if serving is not None:
+            serving.ready = False
+            await asyncio.to_thread(serving.worker.stop)
+        if not task.done():
+            task.cancel()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(title="evotoken", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible server for EvoToken diffusion language models")
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.serving = None
+    app.state.startup_error = None
+    app.state.model_ids = served_names(settings)
+    created = int(time())
+    app.state.model_cards = [ModelCard(id=app.state.model_ids[0], created=created,
+                                       root=settings.model or "embedded")]
+    if settings.lora:
+        app.state.model_cards.append(ModelCard(id=settings.lora, created=created, root=settings.lora,
+                                               parent=app.state.model_ids[0]))
+    install_error_handlers(app)
+    app.include_router(openai_router)
+    app.include_router(probes_router)
+
+    open_paths = PUBLIC_PATHS | (PROBE_PATHS if settings.open_probes else set())
+    # Added innermost first. Outermost to innermost: request context (every response gets an
+    # id and a log line), CORS (preflights need no key), auth (headers only, so an anonymous
+    # client cannot make us buffer a body), then the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(APIKeyMiddleware, keys=settings.api_keys(), open_paths=open_paths)
+    if settings.cors_origin:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["x-request-id"])
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,126 @@
+"""Server and model settings: one source for `evotoken serve` flags and `EVOTOKEN_*` variables.
+
+Split the way llama-cpp-python splits them: `ServerSettings` is about the HTTP process (bind
+address, keys, limits), `ModelSettings` about what is loaded and how it decodes by default.
+`Settings` is both; the CLI generates one flag per field from these classes, so a setting can
+never exist as a flag without an environment variable or the other way round.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from evotoken_core.decoding import DecodeSettings, SettingsError
+
+ENV_PREFIX = "EVOTOKEN_"
+_CONFIG = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+
+def _split_commas(value):
+    """`EVOTOKEN_API_KEY=a,b` and `--api-key a --api-key b` both give a list."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class ServerSettings(BaseSettings):
+    model_config = _CONFIG
+
+    host: str = Field("127.0.0.1", description="Address to bind; use 0.0.0.0 to listen on every interface.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    api_key: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="API key clients must send as `Authorization: Bearer KEY` (repeatable; "
+        "comma-separated in the environment). No key: the API is open.")
+    api_key_file: Path | None = Field(
+        None, description="File with one API key per line (blank lines and # comments ignored).")
+    max_queue: int = Field(
+        64, ge=0, description="Rows that may wait for a batch slot beyond the max batch size; "
+        "more gives 429.")
+    request_timeout: float = Field(
+        60.0, gt=0, description="Seconds a request may wait in the queue before it gets 504.")
+    cors_origin: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origin allowed by CORS (repeatable; `*` for any). "
+        "None: CORS stays closed.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level of the server and its access log.")
+    open_probes: bool = Field(
+        True, description="Serve /health, /ready and /metrics without an API key.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest accepted request body in bytes (413 beyond).")
+    sse_ping_seconds: float = Field(
+        15.0, gt=0, description="Seconds between SSE keep-alive comments on open streams.")
+
+    _split_lists = field_validator("api_key", "cors_origin", mode="before")(_split_commas)
+
+    def api_keys(self) -> list[str]:
+        """Every configured key: the flags plus the key file, read once at startup."""
+        keys = list(self.api_key)
+        if self.api_key_file is not None:
+            for line in self.api_key_file.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    keys.append(line)
+        return keys
+
+
+class ModelSettings(BaseSettings):
+    model_config = _CONFIG
+
+    model: str | None = Field(
+        None, description="Checkpoint directory or Hugging Face id of an LLaDA-format model "
+        "(default: the model embedded in the package).")
+    lora: str | None = Field(None, description="PEFT LoRA adapter (directory or hub id) applied at load.")
+    merge_lora: bool = Field(False, description="Fold the LoRA weights into the base model at load.")
+    device: str | None = Field(None, description="Torch device (default: cuda when available, else cpu).")
+    dtype: Literal["float32", "bfloat16", "float16", "float64"] = Field(
+        "float32", description="Weight and activation dtype.")
+    served_model_name: str | None = Field(
+        None, description="Model id clients use and /v1/models lists (default: the --model value, "
+        "or the embedded model's directory name).")
+    trust_remote_code: bool = Field(
+        False, description="Accepted for familiarity and kept off: the model code is part of this "
+        "package, and a request can never choose a model path.")
+    max_batch_size: int = Field(32, ge=1, description="Rows decoded together in one refinement step.")
+    max_tokens: int = Field(128, ge=1, description="max_tokens of a request that gives none.")
+    steps_ratio: float = Field(
+        0.5, gt=0, le=1, description="Default refinement steps per generated token (steps = "
+        "ratio x block_length per block) when a request gives no `steps`.")
+    block_length: int = Field(32, ge=1, description="Default block length (semi-autoregressive blocks).")
+    k_soft: int = Field(3, ge=1, description="Default number of top candidates in a soft token.")
+    alpha_soft_mask: float = Field(0.7, ge=0, lt=1, description="Default weight of the mask embedding in a soft token.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature (0: greedy).")
+    decoding: Literal["evotoken", "hard_mask"] = Field(
+        "evotoken", description="Default decoding: EvoToken soft tokens, or the plain hard-mask baseline.")
+    remasking: Literal["low_confidence", "random"] = Field(
+        "low_confidence", description="Default rule that picks which masked positions to unmask.")
+    threshold: float | None = Field(
+        None, gt=0, le=1, description="Default confidence threshold for parallel unmasking "
+        "(none: a fixed count per step).")
+
+    @model_validator(mode="after")
+    def _defaults_decode(self):
+        """A default that no request could use is a startup error, not a 400 on every call."""
+        try:
+            DecodeSettings.for_max_tokens(
+                self.max_tokens, block_length=self.block_length, k_soft=self.k_soft,
+                alpha_soft_mask=self.alpha_soft_mask, temperature=self.temperature,
+                decoding=self.decoding, remasking=self.remasking, threshold=self.threshold)
+        except SettingsError as error:
+            raise ValueError(f"default {error.param}: {error}") from None
+        return self
+
+    def default_steps(self, gen_length: int, block_length: int) -> int:
+        """Steps for a canvas when the request names none: `steps_ratio` of every block."""
+        per_block = max(1, round(self.steps_ratio * block_length))
+        return per_block * (gen_length // block_length)
+
+
+class Settings(ServerSettings, ModelSettings):
+    """Everything `evotoken serve` reads; flags override `EVOTOKEN_*` variables over defaults."""
+
+    model_config = _CONFIG
