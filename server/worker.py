@@ -168,7 +168,6 @@ class EngineWorker:
             self.death = f"engine worker died: {error.__class__.__name__}: {error}"
             log.exception("engine worker died; %d rows in flight fail", self.rows_in_flight)
             self._fail_all(503, self.death)
-            raise
 
     def _step(self) -> None:
         started = time.perf_counter()

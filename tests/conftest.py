@@ -33,11 +33,11 @@ def _checkpoint(tmp_path_factory, tokenizer, name, **overrides):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_tokenizer):
     """2 layers, d_model 64, 4 heads: fast enough for every test that needs a real model."""
-    return _checkpoint(tmp_path_factory, tiny_tokenizer, "tiny", seed=0, init_std=0.25)
+    return _checkpoint(tmp_path_factory, tiny_tokenizer, "tiny", seed=0, init_std=0.15)
 
 
 @pytest.fixture(scope="session")
 def tiny_gqa_checkpoint(tmp_path_factory, tiny_tokenizer):
     """Grouped KV heads (4 query heads over 2 KV heads), sharded into several safetensors files."""
     return _checkpoint(tmp_path_factory, tiny_tokenizer, "tiny_gqa", seed=1, n_kv_heads=2,
-                       n_layers=3, max_shard_size="40KB", init_std=0.25)
+                       n_layers=3, max_shard_size="40KB", init_std=0.15)

@@ -155,14 +155,15 @@ class LLaDAModelLM(PreTrainedModel, GenerationMixin):
         return self.transformer.wte(input_ids)
 
     def hidden(self, inputs_embeds: torch.Tensor, attention_mask=None, position_ids=None) -> torch.Tensor:
-        """Final hidden states before `ln_f`: (B, L, D). attention_mask: (B, L), 1 = real key."""
+        """Final hidden states before `ln_f`: (B, L, D). attention_mask: (B, L), 1 = real key;
+        pass None when nothing is padded, so SDPA can use its fastest kernel."""
         B, L, _ = inputs_embeds.shape
         if position_ids is None:
             position_ids = torch.arange(L, device=inputs_embeds.device).expand(B, L)
         cfg = self.config
         cos, sin = rotary_tables(position_ids, cfg.d_model // cfg.n_heads, cfg.rope_theta, inputs_embeds.dtype)
         mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
+        if attention_mask is not None:
             mask = attention_mask.bool()[:, None, None, :]
         x = inputs_embeds
         for block in self.transformer.blocks:

@@ -1,0 +1,295 @@
+"""The batching engine: every active request advances by one refinement step per forward.
+
+`Engine.step()` is the one place decoding happens. It admits waiting requests, drops
+cancelled ones, runs one forward pass over the whole batch (each row with its own prompt,
+canvas, block schedule and settings), applies the rules of `decoding.rules`, and returns a
+`StepRecord` per request. `Engine.stream()` is the decode generator built on it; the CLI,
+the evaluation harness and the server worker all consume those records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .decoding.batch import BatchState
+from .decoding.records import DecodeRequest, StepRecord, TokenState
+from .decoding.rules import (
+    build_soft_state,
+    compute_dtype,
+    gumbel_argmax,
+    prepare_logits,
+    unmask_selection,
+)
+from .decoding.schedule import transfer_count_at
+from .decoding.settings import SettingsError
+from .model.loading import LoadedModel
+from .model.modeling import soft_embed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineStats:
+    """Cumulative counters; `forward_s` vs `decode_s` splits each step's wall time."""
+
+    steps: int = 0
+    forwards: int = 0
+    rows_stepped: int = 0
+    forward_s: float = 0.0
+    decode_s: float = 0.0
+
+
+class Engine:
+    def __init__(self, loaded: LoadedModel, max_batch_size: int = 32):
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self.loaded = loaded
+        self.model = loaded.model
+        self.max_batch_size = max_batch_size
+        self.mask_id = loaded.mask_id
+        self.vocab_size = loaded.config.vocab_size
+        self.max_length = loaded.config.max_sequence_length
+        self.end_ids = torch.tensor(loaded.end_ids or [loaded.config.eos_token_id], device=loaded.device)
+        eos = loaded.config.eos_token_id
+        self.fill_id = int(eos[0] if isinstance(eos, (list, tuple)) else eos)
+        self.batch = BatchState(loaded.device, compute_dtype(loaded.dtype), self.mask_id)
+        self.stats = EngineStats()
+        self.fault_hook: Callable[[list[str]], None] | None = None  # tests inject failures here
+        self._lock = threading.Lock()
+        self._pending: deque[DecodeRequest] = deque()
+        self._cancelled: set[str] = set()
+
+    # --- the thread-safe surface --------------------------------------------------------
+    def validate(self, request: DecodeRequest) -> None:
+        """Raise SettingsError for a request this model cannot run (before it is queued)."""
+        s, ids = request.settings, request.prompt_ids
+        if not ids:
+            raise SettingsError("prompt", "the prompt is empty")
+        if min(ids) < 0 or max(ids) >= self.vocab_size:
+            raise SettingsError("prompt", f"prompt token ids must be in [0, {self.vocab_size})")
+        if len(ids) + s.gen_length > self.max_length:
+            raise SettingsError(
+                "max_tokens",
+                f"prompt ({len(ids)} tokens) plus canvas ({s.gen_length}) exceeds the model's "
+                f"context of {self.max_length} tokens",
+            )
+        if s.k_soft > self.vocab_size - 1:
+            raise SettingsError("k_soft", f"k_soft must be below the vocabulary size {self.vocab_size}")
+
+    def submit(self, request: DecodeRequest) -> None:
+        """Queue a request; it joins the batch at the next step."""
+        self.validate(request)
+        with self._lock:
+            self._pending.append(request)
+
+    def cancel(self, request_id: str) -> None:
+        """The request leaves before the next step, which reports it as cancelled."""
+        with self._lock:
+            self._cancelled.add(request_id)
+
+    @property
+    def active_count(self) -> int:
+        return len(self.batch)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # --- the decode generator -----------------------------------------------------------
+    def stream(self, requests: Iterable[DecodeRequest] = ()) -> Iterator[StepRecord]:
+        """Submit `requests`, then yield every record until no request is left."""
+        for r in requests:
+            self.submit(r)
+        while self.batch.rows or self._pending:
+            yield from self.step()
+
+    def step(self) -> list[StepRecord]:
+        records = self._admit()
+        if not self.batch.rows:
+            return records
+        rows = list(self.batch.rows)
+        try:
+            if self.fault_hook is not None:
+                self.fault_hook([r.request.request_id for r in rows])
+            records += self._advance()
+        except Exception as error:  # fail this batch only; the engine stays usable
+            log.exception("decode step failed for requests %s", [r.request.request_id for r in rows])
+            records += [self._terminal(r.request, "error", f"{type(error).__name__}: {error}") for r in rows]
+            self.batch.keep([])
+        return records
+
+    # --- internals ----------------------------------------------------------------------
+    def _terminal(self, request: DecodeRequest, finish: str, error: str | None = None, index: int | None = None) -> StepRecord:
+        G = request.settings.gen_length
+        if index is not None:
+            ids = self.batch.gen_ids[index, :G].cpu()
+            nfe = int(self.batch.nfe[index])
+        else:
+            ids, nfe = torch.full((G,), self.mask_id, dtype=torch.long), 0
+        return StepRecord(request.request_id, -1, -1, nfe, ids, torch.zeros(G, dtype=torch.int8), 0, 0, 0,
+                          finish=finish, error=error)
+
+    def _admit(self) -> list[StepRecord]:
+        with self._lock:
+            cancelled, self._cancelled = self._cancelled, set()
+            waiting = [r for r in self._pending if r.request_id not in cancelled]
+            records = [self._terminal(r, "cancelled") for r in self._pending if r.request_id in cancelled]
+            room = self.max_batch_size - len(self.batch)
+            joining, rest = waiting[:max(room, 0)], waiting[max(room, 0):]
+            self._pending = deque(rest)
+        if cancelled and self.batch.rows:
+            keep = []
+            for i, row in enumerate(self.batch.rows):
+                if row.request.request_id in cancelled:
+                    records.append(self._terminal(row.request, "cancelled", index=i))
+                else:
+                    keep.append(i)
+            self.batch.keep(keep)
+        self.batch.add(joining)
+        return records
+
+    def _advance(self) -> list[StepRecord]:
+        b, model, t0 = self.batch, self.model, time.perf_counter()
+        t, rows, P, G, dev = b.t, b.rows, b.P, b.G, b.device
+        settings = [r.request.settings for r in rows]
+        any_evo = any(s.evotoken for s in settings)
+        want_detail = any(r.request.want_steps for r in rows)
+
+        # 1. the model input: plain embeddings, soft mixtures where the soft state is on
+        emb = model.embed(t["ids"])
+        if any(s.evotoken and r.steps_done > 0 for s, r in zip(settings, rows)):
+            mix = soft_embed(model.transformer.wte.weight,
+                             torch.cat([t["top_ids"], b.gen_ids[..., None]], -1),
+                             torch.cat([t["top_w"], t["cur_w"][..., None]], -1))
+            emb[:, P:] = torch.where(t["soft_on"][..., None], mix, emb[:, P:])
+        lengths = {(len(r.request.prompt_ids), s.gen_length) for r, s in zip(rows, settings)}
+        key_mask, positions = b.key_mask_and_positions()
+        hidden = model.hidden(emb, None if len(lengths) == 1 else key_mask, positions)
+        t1 = time.perf_counter()
+
+        # 2. logits where they are needed: the whole canvas for EvoToken rows (soft state),
+        #    only the current block when every row is hard-mask
+        W = max(s.block_length for s in settings)
+        block_len = t["block_len"]
+        bs = t["block"] * block_len                                   # (B,) block start
+        blk_cols = (bs[:, None] + torch.arange(W, device=dev)).clamp(max=G - 1)  # (B, W)
+        valid_b = torch.arange(W, device=dev) < block_len[:, None]
+        if any_evo:
+            logits_r = prepare_logits(model.logits(hidden[:, P:]), self.mask_id)  # (B, G, V)
+            lse_r = logits_r.logsumexp(-1)
+            V = logits_r.shape[-1]
+            logits_b = logits_r.gather(1, blk_cols[..., None].expand(-1, -1, V))
+            lse_b = lse_r.gather(1, blk_cols)
+        else:
+            h_b = hidden.gather(1, (P + blk_cols)[..., None].expand(-1, -1, hidden.shape[-1]))
+            logits_b = prepare_logits(model.logits(h_b), self.mask_id)        # (B, W, V)
+            lse_b = logits_b.logsumexp(-1)
+
+        # 3. candidates x0 and their confidence
+        x0 = logits_b.argmax(-1)
+        for i, (row, s) in enumerate(zip(rows, settings)):
+            if s.temperature > 0:
+                x0[i, : s.block_length] = gumbel_argmax(logits_b[i, : s.block_length], s.temperature, row.generator)
+        conf = (logits_b.gather(-1, x0[..., None])[..., 0] - lse_b).exp()
+        for i, (row, s) in enumerate(zip(rows, settings)):
+            if s.remasking == "random":
+                conf[i, : s.block_length] = torch.rand(s.block_length, dtype=conf.dtype, device=dev,
+                                                       generator=row.generator)
+
+        # 4-6. unmask the scheduled / confident positions, revise decoded ones (EvoToken)
+        gen = b.gen_ids
+        ids_b = gen.gather(1, blk_cols)
+        masked_b = (ids_b == self.mask_id) & valid_b
+        count = transfer_count_at(block_len, t["steps_per_block"], t["step_in_block"])
+        update_b = unmask_selection(conf, masked_b, count, t["threshold"])
+        stored_b = t["conf"].gather(1, blk_cols)
+        update_b |= t["evotoken"][:, None] & valid_b & ~masked_b & (conf > stored_b)
+
+        cols = torch.arange(G, device=dev)
+        rel = cols - bs[:, None]
+        in_blk = (rel >= 0) & (rel < block_len[:, None])               # (B, G)
+        rel = rel.clamp(0, W - 1)
+        update = in_blk & update_b.gather(1, rel)
+        gen = torch.where(update, x0.gather(1, rel), gen)
+        t["conf"] = torch.where(update, conf.gather(1, rel), t["conf"])
+
+        # 7. the soft state for the next step, with this step's block boundaries
+        valid_g = cols < t["gen_len"][:, None]
+        masked_g = (gen == self.mask_id) & valid_g
+        soft = valid_g & (cols >= bs[:, None]) & t["evotoken"][:, None]
+        state = None
+        if any_evo:
+            state = build_soft_state(logits_r, lse_r, masked_g, soft, t["k_soft"], t["alpha"], b.K)
+            t["top_ids"], t["top_w"], t["cur_w"], t["soft_on"] = state.top_ids, state.top_w, state.cur_w, soft
+
+        # block bookkeeping, early end
+        block_done = ~(masked_g & in_blk).any(1)
+        ended = block_done & t["early_end"] & (torch.isin(gen, self.end_ids) & in_blk).any(1)
+        gen = torch.where(ended[:, None] & (cols >= (bs + block_len)[:, None]) & valid_g,
+                          torch.full_like(gen, self.fill_id), gen)
+        t["ids"][:, P:] = gen
+        block_before = t["block"]
+        t["block"] = block_before + block_done.long()
+        t["step_in_block"] = torch.where(block_done, torch.zeros_like(block_done, dtype=torch.long),
+                                         t["step_in_block"] + 1)
+        t["nfe"] = t["nfe"] + 1
+        finished = ended | (t["block"] >= t["num_blocks"])
+        confirmed = torch.where(finished, t["gen_len"], t["block"] * block_len)
+        states = torch.where(cols < confirmed[:, None], TokenState.FINAL,
+                             torch.where(masked_g, torch.where(soft, TokenState.SOFT, TokenState.MASKED),
+                                         TokenState.DECODED)).to(torch.int8)
+        detail = self._detail(state, logits_b, lse_b, in_blk, rel, masked_g, soft) if want_detail else None
+        records = self._records(gen, states, confirmed, finished, block_before, detail)
+        self.stats.steps += 1
+        self.stats.forwards += 1
+        self.stats.rows_stepped += len(rows)
+        self.stats.forward_s += t1 - t0
+        self.stats.decode_s += time.perf_counter() - t1
+        return records
+
+    def _detail(self, state, logits_b, lse_b, in_blk, rel, masked_g, soft):
+        """Confidences and top candidates for the step stream, lifted to (B, G)."""
+        t, K = self.batch.t, self.batch.K
+        if state is not None:
+            top_ids, top_probs = state.top_ids, state.top_probs
+            share = torch.where(masked_g & soft, state.cur_w, torch.full_like(state.cur_w, float("nan")))
+        else:
+            v, i = logits_b.topk(K, dim=-1)
+            p = (v - lse_b[..., None]).exp()
+            idx = rel[..., None].expand(-1, -1, K)
+            inside = in_blk[..., None]
+            top_ids = torch.where(inside, i.gather(1, idx), torch.zeros_like(idx))
+            top_probs = torch.where(inside, p.gather(1, idx), torch.zeros_like(p.gather(1, idx)))
+            share = torch.full(in_blk.shape, float("nan"), dtype=p.dtype, device=p.device)
+        return t["conf"].float().cpu(), top_ids.cpu(), top_probs.float().cpu(), share.float().cpu()
+
+    def _records(self, gen, states, confirmed, finished, block_before, detail) -> list[StepRecord]:
+        b = self.batch
+        gen_c, states_c = gen.cpu(), states.cpu()
+        meta = torch.stack([confirmed, finished.long(), block_before, b.t["nfe"]], 1).tolist()
+        records, keep = [], []
+        for i, row in enumerate(b.rows):
+            s, rid = row.request.settings, row.request.request_id
+            conf_i, fin, blk, nfe = meta[i]
+            G = s.gen_length
+            rec = StepRecord(rid, row.steps_done, blk, nfe, gen_c[i, :G], states_c[i, :G], conf_i,
+                             blk * s.block_length, (blk + 1) * s.block_length)
+            if detail is not None and row.request.want_steps:
+                c, ti, tp, share = detail
+                rec.conf, rec.top_ids, rec.top_probs = c[i, :G], ti[i, :G, : s.k_soft], tp[i, :G, : s.k_soft]
+                rec.mask_share = share[i, :G]
+            row.steps_done += 1
+            if fin:
+                rec.finish = "completed"
+            else:
+                keep.append(i)
+            records.append(rec)
+        b.keep(keep)
+        return records

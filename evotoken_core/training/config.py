@@ -1,0 +1,145 @@
+"""Trainer settings: one dataclass per command, checked once in `__post_init__`.
+
+The dataclasses are the single source of the defaults; the CLI builds its flags from them
+and the checkpoint stores them (`asdict`) so a resumed or reported run says exactly how it
+was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass
+class TrainConfig:
+    """What both trainers share: optimisation, batching, checkpoints, device."""
+
+    out: str = "runs/train"
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1.5e-3
+    min_lr_ratio: float = 0.1      # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    beta2: float = 0.98
+    seed: int = 0
+    answer_length: int = 48        # answer region (answer + eot + end-of-text padding), tokens
+    max_prompt_length: int = 96    # longer prompts are dropped from a batch, never cut
+    pad_weight: float = 0.1        # loss weight of the end-of-text padding positions
+    bf16: bool = True              # autocast to bfloat16 (CPU and CUDA)
+    device: str | None = None      # None: cuda when available, else cpu
+    threads: int | None = None     # torch.set_num_threads; None leaves torch's default
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    save_dtype: str = "float32"    # dtype of the final weights on disk
+    resume: str | None = None      # a checkpoint directory (or a run directory: its latest)
+    tasks: str = ""                # data tasks with weights, e.g. arith:3,countdown:1 ("" = data default)
+    level_start: str = "0.4,0.4,0.2"  # curriculum weights of levels 0,1,2 at the first step
+    level_end: str = "0.15,0.3,0.55"  # ... and from `curriculum_steps` on
+    curriculum_steps: int = 0      # linear move from start to end; 0: always `level_end`
+
+    def __post_init__(self):
+        _need(self.steps >= 1, "steps must be at least 1")
+        _need(self.batch_size >= 1, "batch_size must be at least 1")
+        _need(self.lr > 0, "lr must be positive")
+        _need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
+        _need(self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        _need(self.answer_length >= 2, "answer_length must be at least 2")
+        _need(0 <= self.pad_weight <= 1, "pad_weight must be in [0, 1]")
+        _need(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
+        _need(self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1")
+        for name in ("level_start", "level_end"):
+            weights = parse_floats(getattr(self, name))
+            _need(len(weights) >= 1 and all(w >= 0 for w in weights) and sum(weights) > 0,
+                  f"{name} must be non-negative level weights with a positive sum")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """Masked-diffusion pretraining of a model from scratch (or continued from `init`)."""
+
+    out: str = "runs/pretrain"
+    init: str | None = None        # start from this checkpoint instead of random weights
+    d_model: int = 256
+    n_layers: int = 6
+    n_heads: int = 8
+    mlp_hidden_size: int = 704
+    init_std: float = 0.02
+    number_init: bool = True       # structured embeddings for number tokens (place-value vectors)
+    mask_eps: float = 1e-3         # t is drawn from (mask_eps, 1]
+
+    def __post_init__(self):
+        super().__post_init__()
+        _need(self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads")
+        _need(0 < self.mask_eps < 1, "mask_eps must be in (0, 1)")
+
+
+@dataclass
+class CTSConfig(TrainConfig):
+    """Continuous trajectory supervision of a pretrained model (the spec's section of that name)."""
+
+    out: str = "runs/cts"
+    base: str = ""                 # the pretrained LLaDA-format checkpoint to tune
+    lr: float = 2e-4
+    warmup_steps: int = 20
+    unroll_steps: int = 4          # K
+    unmask_counts: str = "1,2,4,8"  # tokens filled per unrolled step, one value drawn per batch
+    k_soft: int = 3
+    alpha_min: float = 0.5
+    alpha_max: float = 1.0
+    block_lengths: str = "8,16,32"  # block length L, one value drawn per batch
+    full: bool = False             # full fine-tune instead of LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "q_proj,k_proj,v_proj"
+    save_adapter: bool = True      # with LoRA: also write the adapter beside the merged model
+    level_start: str = "0.1,0.3,0.6"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _need(bool(self.base), "base: the pretrained checkpoint to tune is required")
+        _need(self.unroll_steps >= 1, "unroll_steps must be at least 1")
+        _need(all(c >= 1 for c in parse_ints(self.unmask_counts)), "unmask_counts must be positive")
+        _need(all(b >= 1 for b in parse_ints(self.block_lengths)), "block_lengths must be positive")
+        _need(max(parse_ints(self.block_lengths)) <= self.answer_length,
+              "block_lengths must fit in answer_length")
+        _need(self.k_soft >= 1, "k_soft must be at least 1")
+        _need(0 <= self.alpha_min <= self.alpha_max <= 1, "need 0 <= alpha_min <= alpha_max <= 1")
+        _need(self.lora_r >= 1, "lora_r must be at least 1")
+
+
+def parse_floats(text: str) -> list[float]:
+    return [float(x) for x in str(text).split(",") if x.strip()]
+
+
+def parse_ints(text: str) -> list[int]:
+    return [int(x) for x in str(text).split(",") if x.strip()]
+
+
+def parse_task_weights(text: str) -> dict[str, float]:
+    """`arith:3,countdown:1` -> {"arith": 3.0, "countdown": 1.0}; a bare name weighs 1."""
+    out: dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, weight = part.partition(":")
+        out[name.strip()] = float(weight) if weight else 1.0
+    _need(bool(out) and all(w >= 0 for w in out.values()) and sum(out.values()) > 0,
+          f"tasks {text!r} must name at least one task with a positive weight")
+    return out
+
