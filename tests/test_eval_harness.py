@@ -14,6 +14,18 @@ from evotoken_core.eval.cli import main
 from evotoken_core.eval.generation import Generation
 from evotoken_core.eval.harness import evaluate_task, plan_runs
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices on a shared 2-core box: one intra-op thread is ~100x faster than two
+    spinning against other processes. Restored afterwards so other modules are unaffected."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 FAST = ["--gen-length", "8", "--block-length", "4", "--steps", "4", "--device", "cpu", "--no-progress"]
 
 
