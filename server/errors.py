@@ -78,9 +78,18 @@ def engine_failed(message: str) -> APIError:
     return APIError(500, f"Decoding failed: {message}", type="server_error", code="engine_error")
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "literal"}
+
+
+def _is_type_tag(part) -> bool:
+    """pydantic puts union branches in `loc` ("str", "list[int]", "ContentPart"); fields are snake_case."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or part[:1].isupper()
+                                      or part.startswith("function-"))
+
+
 def _param_of(loc: tuple) -> str | None:
-    """`("body", "messages", 0, "content")` -> "messages.0.content"; union branch names dropped."""
-    parts = [str(p) for p in loc[1:] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    """`("body", "messages", 0, "content")` -> "messages.0.content"."""
+    parts = [str(p) for p in loc[1:] if not _is_type_tag(p)]
     return ".".join(parts) or None
 
 
