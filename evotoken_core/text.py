@@ -79,3 +79,27 @@ class TextAssembler:
             if len(self.decode(ids[:n])) >= len(text):
                 return ids[:n]
         return ids
+
+
+MASK_GLYPH = "▒"
+
+
+def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
+    """Each token's own text (special tokens as written), for per-position displays."""
+    return [tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
+
+
+def render_draft(tokenizer, gen_ids: Sequence[int], mask_id: int, glyph: str = MASK_GLYPH) -> str:
+    """The canvas as it stands: decoded runs as text, each masked position as `glyph`."""
+    out, run = [], []
+    for i in gen_ids:
+        if i == mask_id:
+            if run:
+                out.append(tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+                run = []
+            out.append(glyph)
+        else:
+            run.append(i)
+    if run:
+        out.append(tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    return "".join(out)

@@ -1,0 +1,1 @@
+"""Command-line subcommands of `evotoken` that belong to the core."""
