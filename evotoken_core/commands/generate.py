@@ -90,7 +90,7 @@ def run_generate(args) -> int:
         delta = ""
         if assembler is not None:
             delta = assembler.update(record.gen_ids.tolist(), record.confirmed, final=record.finished)
-        if painter and not record.finished:
+        if painter and record.step >= 0:
             painter.paint(record, delta)
         final = record
     seconds = time.perf_counter() - started
