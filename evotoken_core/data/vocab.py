@@ -21,7 +21,7 @@ from evotoken_core.tokenizer import train_bpe_tokenizer
 
 from . import arithmetic, countdown, demo_tasks
 from .example import LEVELS
-from .prompts import INSTRUCTIONS
+from .prompts import INSTRUCTIONS, user_message
 
 MAX_NUMBER_TOKEN = 1000
 FORMAT_TOKENS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>", "\\boxed{"]
@@ -37,16 +37,18 @@ GENERAL_TEXT = [
 
 
 def corpus() -> list[str]:
-    """A fixed sample of every task's text; the BPE merges come from it."""
+    """A fixed sample of every task's text, as the model sees it (the user turn with its
+    instruction line, the chat roles), so the merges go to the words that fill every
+    prompt: each token saved there is saved at every training and decoding step."""
     rng = random.Random(CORPUS_SEED)
-    texts = list(GENERAL_TEXT) + list(INSTRUCTIONS.values()) + list(demo_tasks.WORDS)
+    texts = list(GENERAL_TEXT) + list(demo_tasks.WORDS) + ["user", "assistant", "system"] * CORPUS_PER_LEVEL
     for level in LEVELS:
         for _ in range(CORPUS_PER_LEVEL):
             ex = arithmetic.sample_example(rng, level)
-            texts += [ex.prompt, ex.answer]
+            texts += [user_message(ex.prompt, "arith"), ex.answer]
     for _ in range(CORPUS_PER_LEVEL):
         ex = countdown.sample_example(rng)
-        texts += [ex.prompt, ex.answer]
+        texts += [user_message(ex.prompt, "countdown"), ex.answer]
     for name in demo_tasks.DEMO_TASKS:
         for _ in range(CORPUS_PER_LEVEL // 4):
             q, a = demo_tasks.sample_demo(rng, name, "train")
