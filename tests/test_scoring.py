@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from evotoken_core.eval import DatasetError, evaluate, load_items, parse_number
+from evotoken_core.eval import DatasetError, evaluate, load_items, parse_number, shipped_test_set
 from evotoken_core.eval.extract import answer_tag, boxed_contents, first_boxed, last_boxed
 from evotoken_core.eval.math_normalize import math_equal, normalize_math
 from evotoken_core.eval.scoring import score_countdown, score_math, score_numeric
@@ -177,3 +177,15 @@ def test_missing_file_and_unknown_task(tmp_path):
         load_items("gsm8k", tmp_path / "nope.jsonl")
     with pytest.raises(DatasetError, match="unknown task"):
         load_items("mmlu", write(tmp_path, [{}]))
+
+
+def test_demo_items_need_the_exact_answer_and_extraction_is_reported():
+    from evotoken_core.eval import predicted_answer
+
+    items = load_items("demo", shipped_test_set("demo"))
+    assert len(items) == 60 and {i.question.split(":")[0] for i in items} == {"Sort these numbers", "Reverse the letters"}
+    item = items[0]
+    assert item.score(f" {item.reference}\n") and not item.score(item.reference + ", 1")
+    assert predicted_answer("countdown", "\\boxed{1} \\boxed{2 + 3}") == "2 + 3"
+    assert predicted_answer("gsm8k", "\\boxed{1} \\boxed{2}") == "1"
+    assert predicted_answer("svamp", "<answer>4</answer>") == "4"
