@@ -17,7 +17,7 @@ SUBCOMMANDS = {
     "serve": ("server.cli", "add_serve_parser", "run the OpenAI-compatible server"),
     "eval": ("evotoken_core.eval.cli", "add_eval_parser", "score a model on benchmark JSONL files"),
     "train": ("evotoken_core.training.cli", "add_train_parser", "pretrain or CTS-tune a model"),
-    "bench": ("evotoken_core.commands.bench", "add_bench_parser", "measure decoding speed"),
+    "bench": ("benchmarks.bench", "add_bench_parser", "measure decoding speed"),
 }
 
 

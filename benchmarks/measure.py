@@ -1,0 +1,111 @@
+"""Timed runs of the engine, the reference loop and the HTTP server on one workload."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from evotoken_core.decoding import DecodeRequest, DecodeSettings
+from evotoken_core.engine import Engine
+from evotoken_core.model import LoadedModel
+
+from .reference_loop import reference_generate
+from .workload import first_end_cut
+
+
+@dataclass
+class Run:
+    """One measured configuration. Throughput counts answer tokens (cut at end-of-text)."""
+
+    name: str
+    concurrency: int
+    requests: int
+    seconds: float
+    answer_tokens: int
+    nfe_total: int
+    forwards: int
+    forward_s: float = 0.0
+    decode_s: float = 0.0
+    peak_mb: float = 0.0
+    answers: list[list[int]] = field(default_factory=list, repr=False)
+
+    @property
+    def tok_s(self) -> float:
+        return self.answer_tokens / self.seconds
+
+    @property
+    def s_per_request(self) -> float:
+        """Wall time a request holds one of the `concurrency` slots, on average."""
+        return self.seconds * self.concurrency / self.requests
+
+    def row(self) -> dict:
+        steps = max(self.forwards, 1)
+        out = {k: v for k, v in asdict(self).items() if k != "answers"}
+        out.update(tok_s=round(self.tok_s, 2), s_per_request=round(self.s_per_request, 4),
+                   nfe_per_request=round(self.nfe_total / self.requests, 2),
+                   tokens_per_forward=round(self.answer_tokens / steps, 3),
+                   ms_per_step=round(1000 * (self.forward_s + self.decode_s) / steps, 3) if self.forward_s else None,
+                   decode_share=round(self.decode_s / (self.forward_s + self.decode_s), 4) if self.forward_s else None)
+        return out
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _reset_peak(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_mb(device) -> float:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_engine(loaded: LoadedModel, prompts: list[list[int]], settings: DecodeSettings, concurrency: int,
+               name: str = "engine") -> Run:
+    """All prompts through one engine with `concurrency` rows in flight (closed loop)."""
+    engine = Engine(loaded, max_batch_size=concurrency)
+    requests = [DecodeRequest(f"r{i}", p, settings) for i, p in enumerate(prompts)]
+    answers: dict[str, list[int]] = {}
+    nfe = 0
+    _reset_peak(loaded.device)
+    _sync(loaded.device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for rec in engine.stream(requests):
+            if rec.finished:
+                answers[rec.request_id] = first_end_cut(rec.gen_ids.tolist(), loaded.end_ids)
+                nfe += rec.nfe
+    _sync(loaded.device)
+    seconds = time.perf_counter() - start
+    ordered = [answers[r.request_id] for r in requests]
+    s = engine.stats
+    return Run(name, concurrency, len(prompts), seconds, sum(map(len, ordered)), nfe, s.forwards,
+               s.forward_s, s.decode_s, _peak_mb(loaded.device), ordered)
+
+
+def run_reference(loaded: LoadedModel, prompts: list[list[int]], settings: DecodeSettings) -> Run:
+    """The published loop, one prompt after another."""
+    answers, nfe = [], 0
+    _reset_peak(loaded.device)
+    _sync(loaded.device)
+    start = time.perf_counter()
+    for p in prompts:
+        ids, n = reference_generate(
+            loaded.model, p, mask_id=loaded.mask_id, gen_length=settings.gen_length,
+            block_length=settings.block_length, steps=settings.steps, temperature=settings.temperature,
+            k_soft=settings.k_soft, alpha_soft_mask=settings.alpha_soft_mask, remasking=settings.remasking,
+            threshold=settings.threshold, decoding=settings.decoding)
+        answers.append(first_end_cut(ids, loaded.end_ids))
+        nfe += n
+    _sync(loaded.device)
+    seconds = time.perf_counter() - start
+    return Run("reference", 1, len(prompts), seconds, sum(map(len, answers)), nfe, nfe,
+               peak_mb=_peak_mb(loaded.device), answers=answers)
