@@ -1,7 +1,7 @@
 """Checkpoints: the model in the LLaDA format the core loads, plus the state to resume.
 
 `out/checkpoint-{step}/` holds `config.json`, `model.safetensors` and the tokenizer (or, for a
-LoRA run, `adapter/`), and `trainer_state.pt` with the optimizer, scheduler and step. The run's
+LoRA run, `adapter/`), and `trainer_state.pt` with the optimizer, the step and the training time so far. The run's
 final model is written to `out/` itself (or `out/merged` and `out/adapter` for CTS).
 """
 
@@ -61,14 +61,15 @@ def resolve_resume(path: str | Path) -> Path:
     return found[-1][1]
 
 
-def save_trainer_state(directory: Path, step: int, optimizer, scheduler, config: dict, metrics: dict) -> None:
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+def save_trainer_state(directory: Path, step: int, elapsed_s: float, optimizer, config: dict,
+                       metrics: dict) -> None:
+    state = {"step": step, "elapsed_s": elapsed_s, "optimizer": optimizer.state_dict(),
              "config": config, "metrics": metrics}
     tmp = directory / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(directory / STATE_FILE)  # the state file last: its presence marks a complete checkpoint
     (directory / "trainer_state.json").write_text(
-        json.dumps({"step": step, "metrics": metrics, "config": config}, indent=2))
+        json.dumps({"step": step, "elapsed_s": elapsed_s, "metrics": metrics, "config": config}, indent=2))
 
 
 def load_trainer_state(directory: str | Path) -> dict:

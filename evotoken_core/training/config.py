@@ -25,6 +25,7 @@ class TrainConfig:
     lr: float = 1.5e-3
     min_lr_ratio: float = 0.1      # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100
+    time_budget_min: float | None = None  # also stop (lr fully decayed) after this much training
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     beta2: float = 0.98
@@ -34,7 +35,7 @@ class TrainConfig:
     pad_weight: float = 0.1        # loss weight of the end-of-text padding positions
     bf16: bool = True              # autocast to bfloat16 (CPU and CUDA)
     device: str | None = None      # None: cuda when available, else cpu
-    threads: int | None = None     # torch.set_num_threads; None leaves torch's default
+    threads: int | None = None     # torch.set_num_threads; None: torch's default; 0: adapt (CPU)
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     save_dtype: str = "float32"    # dtype of the final weights on disk
@@ -75,7 +76,7 @@ class PretrainConfig(TrainConfig):
     init: str | None = None        # start from this checkpoint instead of random weights
     d_model: int = 256
     n_layers: int = 6
-    n_heads: int = 8
+    n_heads: int = 4
     mlp_hidden_size: int = 704
     init_std: float = 0.02
     number_init: bool = True       # structured embeddings for number tokens (place-value vectors)

@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import checkpoint_dir, prune_checkpoints, save_trainer_state
 from .config import TrainConfig
+from .optim import LRSchedule, make_optimizer, set_lr
+from .threads import AdaptiveThreads
 
 
 @dataclass
@@ -35,7 +37,7 @@ def setup_runtime(config: TrainConfig) -> torch.device:
     Flushing denormals matters on CPUs: tiny values in a small model's activations otherwise
     take a slow microcode path (measured 10-25x slower decoding here).
     """
-    if config.threads:
+    if config.threads:  # 0 or None: see `Trainer` (0 adapts the count while training)
         torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
     random.seed(config.seed)
@@ -52,66 +54,86 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
 
 
 class Trainer:
+    """Runs `loss_fn(step)` under autocast, steps AdamW on the schedule, logs and checkpoints.
+
+    `save_model(directory)` writes the model part of a checkpoint (full weights or an
+    adapter); the trainer adds the optimizer state, step and elapsed time beside it.
+    """
+
     def __init__(
         self,
         model: nn.Module,
         config: TrainConfig,
         loss_fn: Callable[[int], StepOutput],
         save_model: Callable[[Path], None],
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler,
         device: torch.device,
+        resume_state: dict | None = None,
         show_progress: bool = True,
     ):
         self.model, self.config, self.loss_fn, self.save_model = model, config, loss_fn, save_model
-        self.optimizer, self.scheduler, self.device = optimizer, scheduler, device
-        self.show_progress = show_progress
+        self.device, self.show_progress = device, show_progress
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(model, config.lr, config.weight_decay, config.beta2)
+        budget = config.time_budget_min * 60 if config.time_budget_min else None
+        self.schedule = LRSchedule(config.lr, config.warmup_steps, config.steps, config.min_lr_ratio, budget)
+        self.step, self.elapsed_s = 0, 0.0
+        if resume_state is not None:
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            self.step, self.elapsed_s = resume_state["step"], resume_state.get("elapsed_s", 0.0)
         self.history: list[dict] = []
+        self.threads = AdaptiveThreads() if config.threads == 0 and device.type == "cpu" else None
 
     def train_step(self, step: int) -> dict[str, float]:
         self.model.train()
+        lr = self.schedule.lr(step, self.elapsed_s)
+        set_lr(self.optimizer, lr)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
             out = self.loss_fn(step)
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()
-        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": float(out.loss.detach()), "grad_norm": float(grad_norm), "tokens": out.tokens,
-                "lr": self.scheduler.get_last_lr()[0], **out.metrics}
+                "lr": lr, **out.metrics}
 
-    def checkpoint(self, step: int, metrics: dict) -> Path:
-        directory = checkpoint_dir(self.config.out, step)
+    def checkpoint(self, metrics: dict) -> Path:
+        directory = checkpoint_dir(self.config.out, self.step)
         directory.mkdir(parents=True, exist_ok=True)
         self.save_model(directory)
-        save_trainer_state(directory, step, self.optimizer, self.scheduler, self.config.to_dict(), metrics)
+        save_trainer_state(directory, self.step, self.elapsed_s, self.optimizer, self.config.to_dict(), metrics)
         prune_checkpoints(self.config.out, self.config.keep_checkpoints)
         return directory
 
-    def run(self, start_step: int = 0) -> list[dict]:
-        """Steps `start_step` .. `config.steps - 1`; returns the per-step metrics."""
+    def run(self) -> list[dict]:
+        """Train from the current step until the step count or the time budget is reached."""
         cfg = self.config
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         log = (out / "metrics.jsonl").open("a")
-        bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps,
-                   disable=not self.show_progress, dynamic_ncols=True, mininterval=2.0)
-        ema, tokens, t0 = math.nan, 0, time.perf_counter()
+        bar = tqdm(initial=self.step, total=cfg.steps, disable=not self.show_progress,
+                   dynamic_ncols=True, mininterval=2.0)
+        ema, tokens, run_s = math.nan, 0, 0.0
         try:
-            for step in bar:
-                m = self.train_step(step)
+            while not self.schedule.finished(self.step, self.elapsed_s):
+                t0 = time.perf_counter()
+                m = self.train_step(self.step)
+                dt = time.perf_counter() - t0
+                if self.threads is not None:
+                    self.threads.record(dt)
+                    m["threads"] = torch.get_num_threads()
+                self.step, self.elapsed_s, run_s = self.step + 1, self.elapsed_s + dt, run_s + dt
                 ema = m["loss"] if math.isnan(ema) else 0.98 * ema + 0.02 * m["loss"]
                 tokens += m["tokens"]
-                elapsed = time.perf_counter() - t0
-                m.update(step=step + 1, loss_ema=ema, elapsed_s=elapsed, tokens_per_s=tokens / max(elapsed, 1e-9))
+                m.update(step=self.step, loss_ema=ema, elapsed_s=self.elapsed_s, tokens_per_s=tokens / run_s)
                 self.history.append(m)
+                bar.update(1)
                 bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{m['tokens_per_s']:.0f}", lr=f"{m['lr']:.1e}")
-                if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
+                done = self.schedule.finished(self.step, self.elapsed_s)
+                if self.step % 10 == 0 or done:
                     log.write(json.dumps(m) + "\n")
                     log.flush()
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                    self.checkpoint(step + 1, {"loss_ema": ema, "elapsed_s": elapsed})
+                if self.step % cfg.checkpoint_every == 0 or done:
+                    self.checkpoint({"loss_ema": ema, "elapsed_s": self.elapsed_s})
         finally:
             bar.close()
             log.close()

@@ -18,7 +18,8 @@ def number_tokens(tokenizer, max_digits: int = 4) -> dict[int, str]:
     """id -> digit string for every token that decodes to a bare non-negative integer
     (an optional leading space allowed)."""
     found = {}
-    for token, idx in tokenizer.get_vocab().items():
+    # sorted: the vocab dict's order differs between calls, and the noise is drawn in this order
+    for token, idx in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
         if idx in tokenizer.all_special_ids:
             continue
         text = tokenizer.convert_tokens_to_string([token]).strip()

@@ -18,7 +18,6 @@ from .diffusion import add_mask_noise, diffusion_loss, masked_accuracy
 from .encoding import SpecialIds
 from .loop import StepOutput, Trainer, setup_runtime, step_generator
 from .number_init import init_number_embeddings
-from .optim import make_optimizer, make_scheduler
 from .source import BatchSource, mixture_source
 
 
@@ -79,16 +78,8 @@ def run_pretrain(config: PretrainConfig, tokenizer=None, source: BatchSource | N
     model.to(device)
     source = source or mixture_source(tokenizer, config)
     assert source.ids == SpecialIds.from_tokenizer(tokenizer), "batch source and model disagree on ids"
-    optimizer = make_optimizer(model, config.lr, config.weight_decay, config.beta2)
-    scheduler = make_scheduler(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
-    start = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = state["step"]
     trainer = Trainer(model, config, pretrain_loss_fn(model, source, config, device),
-                      lambda d: save_llada(model, tokenizer, d), optimizer, scheduler, device,
-                      show_progress)
-    trainer.run(start)
+                      lambda d: save_llada(model, tokenizer, d), device, state, show_progress)
+    trainer.run()
     save_llada(model, tokenizer, Path(config.out), config.save_dtype)
     return trainer

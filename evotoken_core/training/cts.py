@@ -1,0 +1,136 @@
+"""Continuous trajectory supervision: the model is trained on its own decoding trajectory.
+
+Per batch (the spec's section of that name): a block of length L inside each answer, ground
+truth before it, masks after it and a random number of its positions left unmasked; then K
+unrolled steps. Each step runs the model on the current input, scores the logits against the
+ground truth over the whole block, fills a fixed number of pre-chosen masked positions of the
+block with the model's argmax, and rebuilds the soft input with `decoding.rules`, the same
+code the decoder runs, detached. The loss is the mean over the K steps.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from evotoken_core.decoding.rules import build_soft_state, prepare_logits, soft_candidates
+
+from .diffusion import weighted_token_ce
+from .encoding import EncodedBatch
+
+
+@dataclass
+class CTSPlan:
+    """The random choices of one batch, drawn up front so a step is a pure function of them."""
+
+    block_length: int
+    unmask_count: int
+    alpha: float
+    block_start: torch.Tensor  # (B,) absolute index of the block's first position
+    fill_rank: torch.Tensor    # (B, T) order in which masked block positions get filled; -1 elsewhere
+    keep: torch.Tensor         # (B, T) bool: block positions left unmasked from the start
+
+
+@dataclass
+class CTSStep:
+    """What one unrolled step saw and produced (kept only when recording, for tests/debug)."""
+
+    input_ids: torch.Tensor                # (B, T) canvas before the step
+    soft_ids: torch.Tensor | None          # (B, T, k+1) soft candidates fed (None: hard input)
+    soft_weights: torch.Tensor | None
+    logits: torch.Tensor                   # (B, T, V) detached
+    masked: torch.Tensor                   # (B, T) after this step's fill
+    soft: torch.Tensor                     # (B, T)
+
+
+@dataclass
+class CTSResult:
+    loss: torch.Tensor
+    step_losses: list[float]
+    block_accuracy: float                  # argmax == truth over real block tokens, last step
+    trace: list[CTSStep] = field(default_factory=list)
+
+
+def make_plan(batch: EncodedBatch, rng: random.Random, generator: torch.Generator,
+              block_lengths: list[int], unmask_counts: list[int], alpha_range: tuple[float, float]) -> CTSPlan:
+    """Blocks sit where the decoder puts them: at a multiple of L from the answer start."""
+    B, T = batch.input_ids.shape
+    device = batch.input_ids.device
+    region = batch.answer_lengths
+    L = rng.choice([b for b in block_lengths if b <= int(region.min())] or [int(region.min())])
+    u = rng.choice(unmask_counts)
+    alpha = rng.uniform(*alpha_range)
+    n_blocks = torch.div(region, L, rounding_mode="floor")                     # (B,)
+    j = (torch.rand(B, generator=generator, device=device) * n_blocks).floor().long()
+    start = batch.answer_start + j * L
+    pos = torch.arange(T, device=device)[None, :]
+    in_block = (pos >= start[:, None]) & (pos < start[:, None] + L)
+    n_keep = (torch.rand(B, generator=generator, device=device) * L).floor().long()  # 0..L-1
+    score = torch.rand(B, T, generator=generator, device=device).masked_fill(~in_block, 2.0)
+    rank = score.argsort(1).argsort(1)                                         # block first, random order
+    keep = in_block & (rank < n_keep[:, None])
+    fill_rank = torch.where(in_block & ~keep, rank - n_keep[:, None], torch.full_like(rank, -1))
+    return CTSPlan(L, u, alpha, start, fill_rank, keep)
+
+
+def initial_canvas(batch: EncodedBatch, plan: CTSPlan, mask_id: int) -> torch.Tensor:
+    """Ground truth before the block and at its kept positions, masks everywhere after."""
+    pos = torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)[None, :]
+    masked = (pos >= plan.block_start[:, None]) & ~plan.keep
+    return batch.input_ids.masked_fill(masked, mask_id)
+
+
+def block_weights(batch: EncodedBatch, plan: CTSPlan) -> torch.Tensor:
+    """(B, T) loss weights over the block only, each row normalised to sum 1."""
+    pos = torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)[None, :]
+    in_block = (pos >= plan.block_start[:, None]) & (pos < plan.block_start[:, None] + plan.block_length)
+    w = batch.weight * in_block
+    return w / w.sum(1, keepdim=True).clamp_min(1e-6)
+
+
+def next_soft_input(logits: torch.Tensor, canvas: torch.Tensor, soft: torch.Tensor, mask_id: int,
+                    k_soft: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step 7-8 of the method through `decoding.rules`: (soft ids, soft weights, masked)."""
+    prepared = prepare_logits(logits.detach(), mask_id)
+    lse = prepared.logsumexp(-1)
+    masked = canvas == mask_id
+    B = canvas.shape[0]
+    state = build_soft_state(prepared, lse, masked, soft,
+                             torch.full((B,), k_soft, device=canvas.device, dtype=torch.long),
+                             torch.full((B,), alpha, device=canvas.device, dtype=prepared.dtype), k_soft)
+    ids, weights = soft_candidates(state, canvas)
+    return ids, weights, masked
+
+
+def cts_unroll(model, batch: EncodedBatch, plan: CTSPlan, mask_id: int, unroll_steps: int,
+               k_soft: int, record: bool = False) -> CTSResult:
+    """K steps of the trajectory; gradients flow through each step's forward, not between steps."""
+    canvas = initial_canvas(batch, plan, mask_id)
+    weights = block_weights(batch, plan)
+    pos = torch.arange(canvas.shape[1], device=canvas.device)[None, :]
+    soft = (pos >= plan.block_start[:, None]).expand_as(canvas)
+    soft_ids = soft_w = None
+    losses, trace = [], []
+    for k in range(unroll_steps):
+        fed = (canvas, soft_ids, soft_w)
+        if soft_ids is None:  # the first step sees plain embeddings, like a request's first step
+            logits = model(input_ids=canvas).logits
+        else:
+            logits = model(soft_ids=soft_ids, soft_weights=soft_w).logits
+        losses.append(weighted_token_ce(logits, batch.input_ids, weights).sum(1).mean())
+        with torch.no_grad():
+            x0 = prepare_logits(logits.detach(), mask_id).argmax(-1)
+            rank = plan.fill_rank
+            fill = (rank >= k * plan.unmask_count) & (rank < (k + 1) * plan.unmask_count)
+            canvas = torch.where(fill, x0, canvas)
+            soft_ids, soft_w, masked = next_soft_input(logits, canvas, soft, mask_id, k_soft, plan.alpha)
+            if record:
+                trace.append(CTSStep(*fed, logits.detach(), masked, soft))
+    with torch.no_grad():
+        real = (weights > 0) & (batch.weight >= 1)
+        hit = (logits.argmax(-1) == batch.input_ids) & real
+        accuracy = float(hit.sum() / real.sum().clamp_min(1))
+    loss = torch.stack(losses).mean()
+    return CTSResult(loss, [float(v.detach()) for v in losses], accuracy, trace)

@@ -1,0 +1,87 @@
+"""`evotoken train cts`: continuous trajectory supervision of a pretrained checkpoint.
+
+Writes `out/` as a plain LLaDA checkpoint (LoRA merged in, or the fully tuned weights) so
+every command loads it with `--model out`, and with LoRA also `out/adapter/`, which applies
+to the base model like the published EvoToken adapter (`--model BASE --lora out/adapter`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from evotoken_core.model.modeling import LLaDAModelLM
+
+from .checkpoint import load_trainer_state, resolve_resume, save_llada
+from .config import CTSConfig, parse_ints
+from .cts import cts_unroll, make_plan
+from .encoding import SpecialIds
+from .lora import ADAPTER_DIR, add_lora, inner_model, load_lora, merged_copy, save_adapter
+from .loop import StepOutput, Trainer, setup_runtime, step_generator
+from .source import BatchSource, mixture_source, step_rng
+
+
+def load_cts_start(config: CTSConfig):
+    """(trainable model, tokenizer, resume state): fresh LoRA/full on the base, or a checkpoint."""
+    tokenizer = AutoTokenizer.from_pretrained(config.base)
+    state = None
+    if config.resume:
+        path = resolve_resume(config.resume)
+        state = load_trainer_state(path)
+        if config.full:
+            return LLaDAModelLM.from_pretrained(path), tokenizer, state
+        return load_lora(LLaDAModelLM.from_pretrained(config.base), path / ADAPTER_DIR), tokenizer, state
+    model = LLaDAModelLM.from_pretrained(config.base)
+    if config.full:
+        return model, tokenizer, None
+    targets = [t.strip() for t in config.lora_targets.split(",") if t.strip()]
+    return add_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, targets), tokenizer, None
+
+
+def cts_loss_fn(model, source: BatchSource, config: CTSConfig, device):
+    """Step -> StepOutput: the K-step trajectory loss of that step's batch."""
+    net = inner_model(model)
+    mask_id = net.config.mask_token_id
+    block_lengths, unmask_counts = parse_ints(config.block_lengths), parse_ints(config.unmask_counts)
+
+    def loss_fn(step: int) -> StepOutput:
+        batch = source.batch(step).to(device)
+        plan = make_plan(batch, step_rng(config.seed, step, "cts"), step_generator(config.seed, step, device),
+                         block_lengths, unmask_counts, (config.alpha_min, config.alpha_max))
+        result = cts_unroll(net, batch, plan, mask_id, config.unroll_steps, config.k_soft)
+        metrics = {"block_acc": result.block_accuracy, "block_length": plan.block_length,
+                   "unmask_count": plan.unmask_count, "alpha": plan.alpha,
+                   **{f"loss_k{k}": v for k, v in enumerate(result.step_losses)}}
+        return StepOutput(result.loss, int(batch.input_ids.numel()) * config.unroll_steps, metrics)
+
+    return loss_fn
+
+
+def save_final(model, tokenizer, config: CTSConfig) -> Path:
+    out = Path(config.out)
+    if config.full:
+        return save_llada(model, tokenizer, out, config.save_dtype)
+    if config.save_adapter:
+        save_adapter(model, out / ADAPTER_DIR)
+    return save_llada(merged_copy(model), tokenizer, out, config.save_dtype)
+
+
+def run_cts(config: CTSConfig, source: BatchSource | None = None, show_progress: bool = True) -> Trainer:
+    device = setup_runtime(config)
+    model, tokenizer, state = load_cts_start(config)
+    model.to(device)
+    source = source or mixture_source(tokenizer, config)
+    assert source.ids == SpecialIds.from_tokenizer(tokenizer), "batch source and model disagree on ids"
+
+    def save_checkpoint(directory: Path) -> None:
+        if config.full:
+            save_llada(model, tokenizer, directory)
+        else:
+            save_adapter(model, directory / ADAPTER_DIR)
+
+    trainer = Trainer(model, config, cts_loss_fn(model, source, config, device), save_checkpoint,
+                      device, state, show_progress)
+    trainer.run()
+    save_final(model, tokenizer, config)
+    return trainer

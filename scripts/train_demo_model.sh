@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Reproduces the shipped demo model (evotoken_core/assets/default_model/) on 2 CPU cores.
+#
+#   scripts/train_demo_model.sh            # all stages: pretrain, cts, ship
+#   scripts/train_demo_model.sh pretrain   # one stage
+#
+# Run it in the background; it takes about 1.5 hours:
+#   mkdir -p runs && nohup scripts/train_demo_model.sh > runs/demo.log 2>&1 &
+# A stage interrupted midway continues from its latest checkpoint when run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+RUNS=${RUNS:-runs}
+THREADS=${THREADS:-2}
+PRETRAIN_MIN=${PRETRAIN_MIN:-65}
+CTS_MIN=${CTS_MIN:-15}
+stage=${1:-all}
+
+resume_flag() {  # continue a run that already has checkpoints
+    if ls -d "$1"/checkpoint-* >/dev/null 2>&1; then echo "--resume $1"; fi
+}
+
+if [[ $stage == pretrain || $stage == all ]]; then
+    # ~5.7M parameters: d_model 256, 6 layers, 4 heads of 64, SwiGLU 704; the demo tokenizer
+    # (every integer 0-1000 one token); curriculum copy -> one step -> two steps.
+    $PY -m evotoken_core.training.cli pretrain \
+        --out "$RUNS/pretrain" --seed 0 --threads "$THREADS" \
+        --d-model 256 --n-layers 6 --n-heads 4 --mlp-hidden-size 704 \
+        --batch-size 64 --lr 1.5e-3 --warmup-steps 100 --min-lr-ratio 0.1 --weight-decay 0.1 \
+        --steps 5000 --time-budget-min "$PRETRAIN_MIN" \
+        --answer-length 40 --pad-weight 0.1 \
+        --tasks arith:0.7,countdown:0.15,demo:0.15 \
+        --level-start 0.4,0.4,0.2 --level-end 0.15,0.3,0.55 --curriculum-steps 600 \
+        --checkpoint-every 250 --keep-checkpoints 3 \
+        $(resume_flag "$RUNS/pretrain")
+fi
+
+if [[ $stage == cts || $stage == all ]]; then
+    # Continuous trajectory supervision on the pretrained model, with the decoder's own
+    # soft-state code: K=4 unrolled steps, 1/2/4/8 tokens filled per step, k_soft 3,
+    # alpha ~ U[0.5, 1.0], blocks of 8/16/32 tokens.
+    $PY -m evotoken_core.training.cli cts \
+        --base "$RUNS/pretrain" --out "$RUNS/cts" --seed 1 --threads "$THREADS" \
+        --batch-size 32 --lr 3e-4 --warmup-steps 20 --min-lr-ratio 0.1 \
+        --steps 3000 --time-budget-min "$CTS_MIN" \
+        --answer-length 40 --pad-weight 0.1 \
+        --tasks arith:0.7,countdown:0.15,demo:0.15 \
+        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
+        --unroll-steps 4 --unmask-counts 1,2,4,8 --k-soft 3 --alpha-min 0.5 --alpha-max 1.0 \
+        --block-lengths 8,16,32 --full \
+        --checkpoint-every 200 --keep-checkpoints 2 \
+        $(resume_flag "$RUNS/cts")
+fi
+
+if [[ $stage == ship || $stage == all ]]; then
+    $PY -m evotoken_core.training.ship --pretrain "$RUNS/pretrain" --cts "$RUNS/cts" \
+        --dest evotoken_core/assets/default_model
+fi

@@ -1,0 +1,170 @@
+"""The trainers on micro configs: they learn, checkpoint in the LLaDA format, resume exactly,
+and CTS feeds the model exactly the soft states the decoder's own code builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from evotoken_core.data import TrainExample
+from evotoken_core.decoding.rules import build_soft_state, prepare_logits, soft_candidates
+from evotoken_core.model import load_model
+from evotoken_core.training.config import CTSConfig, PretrainConfig
+from evotoken_core.training.cts import cts_unroll, make_plan
+from evotoken_core.training.cts_train import cts_loss_fn, run_cts
+from evotoken_core.training.encoding import SpecialIds
+from evotoken_core.training.loop import Trainer, step_generator
+from evotoken_core.training.pretrain import new_model, pretrain_loss_fn, run_pretrain
+from evotoken_core.training.source import fixed_source, step_rng
+
+EXAMPLES = [
+    TrainExample("What is 12 + 30?", "<reasoning>12 + 30 = 42.</reasoning>\n<answer>\\boxed{42}</answer>", "arith", 1),
+    TrainExample("Sort the list: 5, 3, 9, 1.", "1, 3, 5, 9", "sort", 1),
+    TrainExample("Hello! How are you today?", "I am fine, thank you.", "chat", 0),
+    TrainExample("What is 7 * 6?", "<reasoning>7 * 6 = 42.</reasoning>\n<answer>\\boxed{42}</answer>", "arith", 1),
+]
+MICRO = dict(d_model=32, n_layers=2, n_heads=2, mlp_hidden_size=64, batch_size=4, answer_length=32,
+             warmup_steps=1, lr=3e-3, threads=1, number_init=True)
+
+
+def micro_pretrain(tmp_path: Path, **overrides) -> PretrainConfig:
+    return PretrainConfig(**{**MICRO, "out": str(tmp_path / "pre"), "steps": 3, "checkpoint_every": 2,
+                             **overrides})
+
+
+class SameBatch:
+    """A source that returns one fixed batch whatever the step: the 'fixed micro batch'."""
+
+    def __init__(self, source):
+        self.inner, self.ids, self.fixed = source, source.ids, source.batch(0)
+
+    def batch(self, step):
+        return self.fixed
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, tiny_tokenizer):
+    """A micro model pretrained a few steps, as the base of the CTS tests."""
+    out = tmp_path_factory.mktemp("pretrained")
+    cfg = micro_pretrain(out, steps=4)
+    run_pretrain(cfg, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)
+    return Path(cfg.out)
+
+
+def test_pretrain_steps_reduce_the_loss_on_a_fixed_micro_batch(tmp_path, tiny_tokenizer):
+    cfg = micro_pretrain(tmp_path)
+    torch.manual_seed(0)
+    model = new_model(cfg, tiny_tokenizer)
+    source = SameBatch(fixed_source(EXAMPLES, tiny_tokenizer, cfg))
+    trainer = Trainer(model, cfg, pretrain_loss_fn(model, source, cfg, torch.device("cpu")), lambda d: None,
+                      torch.device("cpu"), show_progress=False)
+    losses = [trainer.train_step(0)["loss"] for _ in range(8)]  # step 0 every time: same masks
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_cts_steps_reduce_the_loss_on_a_fixed_micro_batch(tmp_path, pretrained, tiny_tokenizer):
+    cfg = CTSConfig(**{k: v for k, v in MICRO.items() if k not in ("d_model", "n_layers", "n_heads",
+                                                                    "mlp_hidden_size", "number_init")},
+                    base=str(pretrained), out=str(tmp_path / "cts"), full=True, block_lengths="8,16")
+    from evotoken_core.model.modeling import LLaDAModelLM
+
+    model = LLaDAModelLM.from_pretrained(pretrained)
+    source = SameBatch(fixed_source(EXAMPLES, tiny_tokenizer, cfg))
+    trainer = Trainer(model, cfg, cts_loss_fn(model, source, cfg, torch.device("cpu")), lambda d: None,
+                      torch.device("cpu"), show_progress=False)
+    losses = [trainer.train_step(0)["loss"] for _ in range(8)]
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_pretrain_checkpoint_is_llada_format_and_loads(tmp_path, tiny_tokenizer):
+    cfg = micro_pretrain(tmp_path)
+    run_pretrain(cfg, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)
+    for directory in (Path(cfg.out), Path(cfg.out) / "checkpoint-2"):
+        config = json.loads((directory / "config.json").read_text())
+        assert config["model_type"] == "llada"
+        assert (directory / "model.safetensors").is_file()
+        loaded = load_model(directory, device="cpu")
+        assert loaded.mask_id == tiny_tokenizer.mask_token_id
+        assert loaded.tokenizer is not None and len(loaded.tokenizer) == len(tiny_tokenizer)
+        ids = torch.tensor([[1, 2, 3, loaded.mask_id]])
+        assert loaded.model(input_ids=ids).logits.shape == (1, 4, config["vocab_size"])
+
+
+def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tmp_path, tiny_tokenizer):
+    flat = dict(min_lr_ratio=1.0)  # a constant lr, so stopping at 2 of 4 steps changes no schedule
+    whole = micro_pretrain(tmp_path / "a", steps=4, **flat)
+    run_pretrain(whole, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, whole), show_progress=False)
+    first = micro_pretrain(tmp_path / "b", steps=2, **flat)
+    run_pretrain(first, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, first), show_progress=False)
+    resumed_cfg = micro_pretrain(tmp_path / "b", steps=4, resume=first.out, **flat)
+    resumed = run_pretrain(resumed_cfg, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, resumed_cfg),
+                           show_progress=False)
+    assert resumed.step == 4 and [m["step"] for m in resumed.history] == [3, 4]
+    a = load_model(whole.out, device="cpu").model.state_dict()
+    b = load_model(resumed_cfg.out, device="cpu").model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_cts_soft_inputs_are_what_build_soft_state_gives(pretrained, tiny_tokenizer):
+    loaded = load_model(pretrained, device="cpu")
+    cfg = PretrainConfig(**MICRO, out="unused")
+    batch = fixed_source(EXAMPLES, tiny_tokenizer, cfg).batch(0)
+    mask_id = SpecialIds.from_tokenizer(tiny_tokenizer).mask
+    plan = make_plan(batch, step_rng(0, 0, "cts"), step_generator(0, 0, torch.device("cpu")),
+                     [8], [2], (0.6, 0.6))
+    result = cts_unroll(loaded.model, batch, plan, mask_id, unroll_steps=3, k_soft=3, record=True)
+    assert result.trace[0].soft_ids is None  # the first step is fed plain embeddings
+    B = batch.input_ids.shape[0]
+    for prev, step in zip(result.trace, result.trace[1:]):
+        prepared = prepare_logits(prev.logits, mask_id)
+        state = build_soft_state(prepared, prepared.logsumexp(-1), step.input_ids == mask_id, prev.soft,
+                                 torch.full((B,), 3), torch.full((B,), 0.6), 3)
+        ids, weights = soft_candidates(state, step.input_ids)
+        assert torch.equal(step.soft_ids, ids)
+        torch.testing.assert_close(step.soft_weights, weights, rtol=0, atol=0)
+        # the model really was run on that input
+        again = loaded.model(soft_ids=ids, soft_weights=weights).logits
+        torch.testing.assert_close(again, step.logits)
+        # prompt stays hard; masked positions after the block carry alpha on the mask token
+        row = 0
+        start = int(plan.block_start[row])
+        assert torch.all(weights[row, :start, -1] == 1) and torch.all(ids[row, :start, -1] == batch.input_ids[row, :start])
+        after = start + plan.block_length
+        torch.testing.assert_close(weights[row, after:, -1], torch.full_like(weights[row, after:, -1], 0.6))
+        assert torch.all(ids[row, after:, -1] == mask_id)
+    # each step fills the pre-chosen positions: masks in the block shrink by the unmask count
+    in_block = plan.fill_rank >= 0
+    counts = [int((s.masked & in_block).sum()) for s in result.trace]
+    assert all(a >= b for a, b in zip(counts, counts[1:])) and counts[0] < int(in_block.sum())
+
+
+def test_cts_lora_writes_a_merged_model_and_an_adapter_that_agree(tmp_path, pretrained, tiny_tokenizer):
+    cfg = CTSConfig(base=str(pretrained), out=str(tmp_path / "cts"), steps=2, batch_size=4, answer_length=32,
+                    block_lengths="8", warmup_steps=1, lr=1e-2, threads=1, lora_r=4, lora_alpha=8)
+    run_cts(cfg, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)
+    merged = load_model(cfg.out, device="cpu").model
+    with_adapter = load_model(pretrained, device="cpu", lora=Path(cfg.out) / "adapter").model
+    base = load_model(pretrained, device="cpu").model
+    ids = torch.tensor([[1, 5, 9, tiny_tokenizer.mask_token_id, 7]])
+    torch.testing.assert_close(merged(input_ids=ids).logits, with_adapter(input_ids=ids).logits,
+                               rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(merged(input_ids=ids).logits, base(input_ids=ids).logits)
+
+
+def test_train_cli_flags_mirror_the_config(tmp_path):
+    import argparse
+
+    from evotoken_core.training.cli import _config_from_args, add_train_parser
+
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "cts", "--base", "m", "--unroll-steps", "2", "--no-bf16", "--full",
+                              "--alpha-min", "0.6", "--time-budget-min", "1.5"])
+    cfg = _config_from_args(CTSConfig, args)
+    assert (cfg.unroll_steps, cfg.bf16, cfg.full, cfg.alpha_min, cfg.time_budget_min) == (2, False, True, 0.6, 1.5)
+    args = parser.parse_args(["train", "pretrain", "--d-model", "64"])
+    assert _config_from_args(PretrainConfig, args).d_model == 64
