@@ -30,7 +30,7 @@ from .decoding.rules import (
 from .decoding.schedule import transfer_count_at
 from .decoding.settings import SettingsError
 from .model.loading import LoadedModel
-from .model.modeling import soft_embed
+from .runner import ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,11 @@ class Engine:
         self.end_ids = torch.tensor(loaded.end_ids or [loaded.config.eos_token_id], device=loaded.device)
         eos = loaded.config.eos_token_id
         self.fill_id = int(eos[0] if isinstance(eos, (list, tuple)) else eos)
-        self.batch = BatchState(loaded.device, compute_dtype(loaded.dtype), self.mask_id)
+        cfg = loaded.config
+        self.batch = BatchState(loaded.device, compute_dtype(loaded.dtype), self.mask_id,
+                                kv_shape=(cfg.n_layers, cfg.n_kv_heads, cfg.d_model // cfg.n_heads),
+                                kv_dtype=loaded.dtype)
+        self.runner = ModelRunner(self.model)
         self.stats = EngineStats()
         self.fault_hook: Callable[[list[str]], None] | None = None  # tests inject failures here
         self._lock = threading.Lock()
@@ -156,43 +160,26 @@ class Engine:
         return records
 
     def _advance(self) -> list[StepRecord]:
-        b, model, t0 = self.batch, self.model, time.perf_counter()
-        t, rows, P, G, dev = b.t, b.rows, b.P, b.G, b.device
+        b, t0 = self.batch, time.perf_counter()
+        t, rows, G, dev = b.t, b.rows, b.G, b.device
         settings = [r.request.settings for r in rows]
         any_evo = any(s.evotoken for s in settings)
-        want_detail = any(r.request.want_steps for r in rows)
 
-        # 1. the model input: plain embeddings, soft mixtures where the soft state is on
-        emb = model.embed(t["ids"])
-        if any(s.evotoken and r.steps_done > 0 for s, r in zip(settings, rows)):
-            mix = soft_embed(model.transformer.wte.weight,
-                             torch.cat([t["top_ids"], b.gen_ids[..., None]], -1),
-                             torch.cat([t["top_w"], t["cur_w"][..., None]], -1))
-            emb[:, P:] = torch.where(t["soft_on"][..., None], mix, emb[:, P:])
-        lengths = {(len(r.request.prompt_ids), s.gen_length) for r, s in zip(rows, settings)}
-        key_mask, positions = b.key_mask_and_positions()
-        hidden = model.hidden(emb, None if len(lengths) == 1 else key_mask, positions)
+        # 1. the forward pass, and logits only where this step needs them
+        region = self.runner.run(b, rows, settings)
         t1 = time.perf_counter()
-
-        # 2. logits where they are needed: the whole canvas for EvoToken rows (soft state),
-        #    only the current block when every row is hard-mask
-        W = max(s.block_length for s in settings)
+        logits_r = prepare_logits(self.model.logits(region.hidden), self.mask_id)   # (B, N, V)
+        lse_r = logits_r.logsumexp(-1)
+        V = logits_r.shape[-1]
+        logits_b = logits_r.gather(1, region.block_index[..., None].expand(-1, -1, V))  # (B, W, V)
+        lse_b = lse_r.gather(1, region.block_index)
+        W = logits_b.shape[1]
         block_len = t["block_len"]
-        bs = t["block"] * block_len                                   # (B,) block start
+        bs = t["block"] * block_len                                            # (B,) block start
         blk_cols = (bs[:, None] + torch.arange(W, device=dev)).clamp(max=G - 1)  # (B, W)
         valid_b = torch.arange(W, device=dev) < block_len[:, None]
-        if any_evo:
-            logits_r = prepare_logits(model.logits(hidden[:, P:]), self.mask_id)  # (B, G, V)
-            lse_r = logits_r.logsumexp(-1)
-            V = logits_r.shape[-1]
-            logits_b = logits_r.gather(1, blk_cols[..., None].expand(-1, -1, V))
-            lse_b = lse_r.gather(1, blk_cols)
-        else:
-            h_b = hidden.gather(1, (P + blk_cols)[..., None].expand(-1, -1, hidden.shape[-1]))
-            logits_b = prepare_logits(model.logits(h_b), self.mask_id)        # (B, W, V)
-            lse_b = logits_b.logsumexp(-1)
 
-        # 3. candidates x0 and their confidence
+        # 2-3. candidates x0 and their confidence
         x0 = logits_b.argmax(-1)
         for i, (row, s) in enumerate(zip(rows, settings)):
             if s.temperature > 0:
@@ -223,18 +210,27 @@ class Engine:
         # 7. the soft state for the next step, with this step's block boundaries
         valid_g = cols < t["gen_len"][:, None]
         masked_g = (gen == self.mask_id) & valid_g
-        soft = valid_g & (cols >= bs[:, None]) & t["evotoken"][:, None]
+        inv = self._region_inverse(region, G)                            # (B, G) region index or -1
+        in_region, inv = inv >= 0, inv.clamp_min(0)
+        lift = lambda x, old: torch.where(  # noqa: E731  region values onto gen positions
+            in_region.view(*in_region.shape, *[1] * (x.dim() - 2)),
+            x.gather(1, inv.view(*inv.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:])), old)
         state = None
         if any_evo:
-            state = build_soft_state(logits_r, lse_r, masked_g, soft, t["k_soft"], t["alpha"], b.K)
-            t["top_ids"], t["top_w"], t["cur_w"], t["soft_on"] = state.top_ids, state.top_w, state.cur_w, soft
+            masked_r = masked_g.gather(1, region.cols) & region.valid
+            soft_r = region.valid & (region.cols >= bs[:, None]) & t["evotoken"][:, None]
+            state = build_soft_state(logits_r, lse_r, masked_r, soft_r, t["k_soft"], t["alpha"], b.K)
+            t["top_ids"] = lift(state.top_ids, t["top_ids"])
+            t["top_w"] = lift(state.top_w, t["top_w"])
+            t["cur_w"] = lift(state.cur_w, t["cur_w"])
+            t["soft_on"] = lift(soft_r, t["soft_on"])
 
         # block bookkeeping, early end
         block_done = ~(masked_g & in_blk).any(1)
         ended = block_done & t["early_end"] & (torch.isin(gen, self.end_ids) & in_blk).any(1)
         gen = torch.where(ended[:, None] & (cols >= (bs + block_len)[:, None]) & valid_g,
                           torch.full_like(gen, self.fill_id), gen)
-        t["ids"][:, P:] = gen
+        t["ids"][:, b.P:] = gen
         block_before = t["block"]
         t["block"] = block_before + block_done.long()
         t["step_in_block"] = torch.where(block_done, torch.zeros_like(block_done, dtype=torch.long),
@@ -242,10 +238,21 @@ class Engine:
         t["nfe"] = t["nfe"] + 1
         finished = ended | (t["block"] >= t["num_blocks"])
         confirmed = torch.where(finished, t["gen_len"], t["block"] * block_len)
+        soft_g = t["soft_on"] & t["evotoken"][:, None]
         states = torch.where(cols < confirmed[:, None], TokenState.FINAL,
-                             torch.where(masked_g, torch.where(soft, TokenState.SOFT, TokenState.MASKED),
+                             torch.where(masked_g, torch.where(soft_g, TokenState.SOFT, TokenState.MASKED),
                                          TokenState.DECODED)).to(torch.int8)
-        detail = self._detail(state, logits_b, lse_b, in_blk, rel, masked_g, soft) if want_detail else None
+        detail = None
+        if any(r.request.want_steps for r in rows):
+            if state is None:
+                v, i = logits_r.topk(b.K, dim=-1)
+                top_ids, top_probs = i, (v - lse_r[..., None]).exp()
+            else:
+                top_ids, top_probs = state.top_ids, state.top_probs
+            zeros = torch.zeros_like
+            share = torch.where(masked_g & soft_g, t["cur_w"], torch.full_like(t["cur_w"], float("nan")))
+            detail = (t["conf"].float().cpu(), lift(top_ids, zeros(t["top_ids"])).cpu(),
+                      lift(top_probs, zeros(t["top_w"])).float().cpu(), share.float().cpu())
         records = self._records(gen, states, confirmed, finished, block_before, detail)
         self.stats.steps += 1
         self.stats.forwards += 1
@@ -254,30 +261,25 @@ class Engine:
         self.stats.decode_s += time.perf_counter() - t1
         return records
 
-    def _detail(self, state, logits_b, lse_b, in_blk, rel, masked_g, soft):
-        """Confidences and top candidates for the step stream, lifted to (B, G)."""
-        t, K = self.batch.t, self.batch.K
-        if state is not None:
-            top_ids, top_probs = state.top_ids, state.top_probs
-            share = torch.where(masked_g & soft, state.cur_w, torch.full_like(state.cur_w, float("nan")))
-        else:
-            v, i = logits_b.topk(K, dim=-1)
-            p = (v - lse_b[..., None]).exp()
-            idx = rel[..., None].expand(-1, -1, K)
-            inside = in_blk[..., None]
-            top_ids = torch.where(inside, i.gather(1, idx), torch.zeros_like(idx))
-            top_probs = torch.where(inside, p.gather(1, idx), torch.zeros_like(p.gather(1, idx)))
-            share = torch.full(in_blk.shape, float("nan"), dtype=p.dtype, device=p.device)
-        return t["conf"].float().cpu(), top_ids.cpu(), top_probs.float().cpu(), share.float().cpu()
+    @staticmethod
+    def _region_inverse(region, G: int) -> torch.Tensor:
+        """For each generated position, its index in the region, or -1 if not computed."""
+        B, N = region.cols.shape
+        inv = torch.full((B, G + 1), -1, dtype=torch.long, device=region.cols.device)
+        target = torch.where(region.valid, region.cols, torch.full_like(region.cols, G))
+        inv.scatter_(1, target, torch.arange(N, device=inv.device).expand(B, N))
+        return inv[:, :G]
 
     def _records(self, gen, states, confirmed, finished, block_before, detail) -> list[StepRecord]:
         b = self.batch
         gen_c, states_c = gen.cpu(), states.cpu()
-        meta = torch.stack([confirmed, finished.long(), block_before, b.t["nfe"]], 1).tolist()
+        meta = torch.stack([confirmed, finished.long(), block_before, b.t["nfe"], b.t["block"]], 1).tolist()
         records, keep = [], []
         for i, row in enumerate(b.rows):
             s, rid = row.request.settings, row.request.request_id
-            conf_i, fin, blk, nfe = meta[i]
+            conf_i, fin, blk, nfe, block_after = meta[i]
+            if block_after != row.block:
+                row.block, row.cache_fresh = block_after, False
             G = s.gen_length
             rec = StepRecord(rid, row.steps_done, blk, nfe, gen_c[i, :G], states_c[i, :G], conf_i,
                              blk * s.block_length, (blk + 1) * s.block_length)

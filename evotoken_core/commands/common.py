@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from ..decoding import DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
+from ..decoding import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
 from ..model import LoadedModel, load_model
 
 
@@ -33,6 +33,8 @@ def add_decoding_args(p: argparse.ArgumentParser, defaults: DecodeSettings | Non
     g.add_argument("--threshold", type=float, default=None, help="confidence-threshold parallel unmasking")
     g.add_argument("--decoding", choices=DECODING_MODES, default=d.decoding)
     g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
+                   help="approximate K/V cache (Fast-dLLM): faster, changes outputs slightly")
     g.add_argument("--no-early-end", dest="early_end", action="store_false",
                    help="decode every block even after an end token (same text, more forward passes)")
 
@@ -42,7 +44,7 @@ def settings_from_args(args: argparse.Namespace) -> DecodeSettings:
         gen_length=args.gen_length, block_length=args.block_length, steps=args.steps,
         temperature=args.temperature, k_soft=args.k_soft, alpha_soft_mask=args.alpha_soft_mask,
         remasking=args.remasking, threshold=args.threshold, decoding=args.decoding, seed=args.seed,
-        early_end=args.early_end,
+        early_end=args.early_end, cache=args.cache,
     )
 
 

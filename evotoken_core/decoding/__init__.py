@@ -2,9 +2,10 @@
 
 from .records import DecodeRequest, StepRecord, TokenState
 from .schedule import transfer_count_at, transfer_counts
-from .settings import DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
+from .settings import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
 
 __all__ = [
+    "CACHE_MODES",
     "DECODING_MODES",
     "REMASKING_RULES",
     "DecodeRequest",

@@ -25,6 +25,8 @@ class Row:
     request: DecodeRequest
     generator: torch.Generator | None  # per-request RNG: results do not depend on batch-mates
     steps_done: int = 0
+    block: int = 0               # host copy of the row's current block
+    cache_fresh: bool = False    # its K/V cache was refreshed in this block (cache modes only)
 
 
 # tensor name -> (layout, fill value). "row": (B,); "gen": (B, G, ...); "canvas": (B, P+G)
@@ -48,8 +50,10 @@ def _pad(t: torch.Tensor, pad: tuple[int, ...], value) -> torch.Tensor:
 class BatchState:
     """Padded per-row tensors plus the host-side `rows`; the engine mutates them per step."""
 
-    def __init__(self, device: torch.device, prob_dtype: torch.dtype, mask_id: int):
+    def __init__(self, device: torch.device, prob_dtype: torch.dtype, mask_id: int,
+                 kv_shape: tuple[int, int, int] = (0, 0, 0), kv_dtype: torch.dtype = torch.float32):
         self.device, self.prob_dtype, self.mask_id = device, prob_dtype, mask_id
+        self.kv_shape, self.kv_dtype = kv_shape, kv_dtype  # (layers, kv heads, head dim)
         self.rows: list[Row] = []
         self.P = self.G = self.K = 0
         self.t: dict[str, torch.Tensor] = {}
@@ -76,7 +80,23 @@ class BatchState:
                     t = _pad(t, (0, K - self.K), fill)
                 t = _pad(t, (0, 0, 0, G - self.G) if t.dim() == 3 else (0, G - self.G), fill)
             self.t[name] = t
+        if "kv" in self.t:
+            self.t["kv"] = self._kv_relayout(self.t["kv"], P - self.P, G - self.G)
         self.P, self.G, self.K = P, G, K
+
+    def _kv_relayout(self, kv: torch.Tensor, left: int, right: int) -> torch.Tensor:
+        """K/V cache (B, layers, 2, kv heads, L + 1, hd): its last column is a write-only
+        dummy for padded queries, so the canvas is padded or trimmed before it."""
+        body = kv[..., :-1, :]
+        body = F.pad(body, (0, 0, max(left, 0), max(right, 0)))
+        if left < 0 or right < 0:
+            end = body.shape[-2] + min(right, 0)
+            body = body[..., -min(left, 0): end, :]
+        return torch.cat([body, torch.zeros_like(body[..., :1, :])], dim=-2)
+
+    def _kv_new(self, n: int, P: int, G: int) -> torch.Tensor:
+        layers, heads, hd = self.kv_shape
+        return torch.zeros((n, layers, 2, heads, P + G + 1, hd), dtype=self.kv_dtype, device=self.device)
 
     def _new_rows(self, requests: list[DecodeRequest], P: int, G: int, K: int) -> dict[str, torch.Tensor]:
         dev, n = self.device, len(requests)
@@ -116,11 +136,17 @@ class BatchState:
         G = max([self.G] + [r.settings.gen_length for r in requests])
         K = max([self.K] + [r.settings.k_soft for r in requests])
         new = self._new_rows(requests, P, G, K)
+        wants_kv = "kv" in self.t or any(r.settings.cache != "none" for r in requests)
         if self.rows:
             self._resize(P, G, K)
-            self.t = {name: torch.cat([self.t[name], new[name]]) for name in _LAYOUT}
+            if wants_kv and "kv" not in self.t:
+                self.t["kv"] = self._kv_new(len(self.rows), P, G)
+            self.t = {name: torch.cat([self.t[name], new[name]]) for name in _LAYOUT} | (
+                {"kv": torch.cat([self.t["kv"], self._kv_new(len(requests), P, G)])} if wants_kv else {})
         else:
             self.t, self.P, self.G, self.K = new, P, G, K
+            if wants_kv:
+                self.t["kv"] = self._kv_new(len(requests), P, G)
         for r in requests:
             s = r.settings
             gen = None
@@ -144,6 +170,11 @@ class BatchState:
         K = int(max(r.request.settings.k_soft for r in self.rows))
         trim_left = self.P - P
         self.t["ids"] = self.t["ids"][:, trim_left: trim_left + P + G]
+        if "kv" in self.t:
+            if any(r.request.settings.cache != "none" for r in self.rows):
+                self.t["kv"] = self._kv_relayout(self.t["kv"], P - self.P, G - self.G)
+            else:
+                del self.t["kv"]
         for name, (layout, _) in _LAYOUT.items():
             if layout == "gen":
                 t = self.t[name][:, :G]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 
 DECODING_MODES = ("evotoken", "hard_mask")
 REMASKING_RULES = ("low_confidence", "random")
+CACHE_MODES = ("none", "prefix", "dual")
 
 
 class SettingsError(ValueError):
@@ -37,6 +38,10 @@ class DecodeSettings:
     seed: int | None = None
     # Stop a row once a finished block holds an end token; the text is unchanged by it.
     early_end: bool = True
+    # Approximate K/V cache (Fast-dLLM): "prefix" reuses the keys/values of everything before
+    # the current block, "dual" also those after it; both refresh at every block start.
+    # Changes outputs, so it is opt-in; its accuracy cost is measured in the README.
+    cache: str = "none"
 
     def __post_init__(self):
         def need(ok: bool, param: str, message: str):
@@ -63,6 +68,7 @@ class DecodeSettings:
              "alpha_soft_mask", "alpha_soft_mask must be in [0, 1)")
         need(self.remasking in REMASKING_RULES, "remasking",
              f"remasking must be one of {', '.join(REMASKING_RULES)}")
+        need(self.cache in CACHE_MODES, "cache", f"cache must be one of {', '.join(CACHE_MODES)}")
         need(self.decoding in DECODING_MODES, "decoding",
              f"decoding must be one of {', '.join(DECODING_MODES)}")
         if self.threshold is not None:

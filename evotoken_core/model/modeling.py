@@ -68,18 +68,27 @@ class LLaDABlock(nn.Module):
         self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
         self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)
 
-    def forward(self, x, cos, sin, attn_mask):
-        # x: (B, L, D); attn_mask: (B, 1, 1, L) bool, True = attend, or None
-        B, L, _ = x.shape
+    def forward(self, x, cos, sin, attn_mask, kv=None, cols=None, kv_out=None):
+        """x: (B, Q, D). Without `kv`, Q is the whole sequence. With `kv` = (K, V) of shape
+        (B, n_kv, Lk, hd), x holds only the positions being recomputed: their fresh keys and
+        values are written into K/V at `cols` (B, Q) and the queries attend over all Lk keys
+        (the approximate prefix/dual cache). `kv_out` collects this layer's (k, v)."""
+        B, Q, _ = x.shape
         h = self.attn_norm(x)
-        q = self.q_proj(h).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(h).view(B, Q, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(B, Q, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, Q, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv_out is not None:
+            kv_out.append((k, v))
+        if kv is not None:
+            index = cols[:, None, :, None].expand(-1, self.n_kv_heads, -1, self.head_dim)
+            k = kv[0].scatter_(2, index, k)
+            v = kv[1].scatter_(2, index, v)
         att = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads
         )
-        x = x + self.attn_out(att.transpose(1, 2).reshape(B, L, -1))
+        x = x + self.attn_out(att.transpose(1, 2).reshape(B, Q, -1))
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
@@ -154,9 +163,14 @@ class LLaDAModelLM(PreTrainedModel, GenerationMixin):
             return soft_embed(self.transformer.wte.weight, soft_ids, soft_weights)
         return self.transformer.wte(input_ids)
 
-    def hidden(self, inputs_embeds: torch.Tensor, attention_mask=None, position_ids=None) -> torch.Tensor:
-        """Final hidden states before `ln_f`: (B, L, D). attention_mask: (B, L), 1 = real key;
-        pass None when nothing is padded, so SDPA can use its fastest kernel."""
+    def hidden(self, inputs_embeds: torch.Tensor, attention_mask=None, position_ids=None,
+               kv=None, cols=None, kv_out=None) -> torch.Tensor:
+        """Final hidden states before `ln_f`: (B, Q, D).
+
+        attention_mask: (B, Lk), 1 = a real key; pass None when nothing is padded, so SDPA
+        can use its fastest kernel. `kv`/`cols`/`kv_out` are the cache hooks of
+        `LLaDABlock.forward`, `kv` being one (K, V) pair per layer.
+        """
         B, L, _ = inputs_embeds.shape
         if position_ids is None:
             position_ids = torch.arange(L, device=inputs_embeds.device).expand(B, L)
@@ -166,8 +180,8 @@ class LLaDAModelLM(PreTrainedModel, GenerationMixin):
         if attention_mask is not None:
             mask = attention_mask.bool()[:, None, None, :]
         x = inputs_embeds
-        for block in self.transformer.blocks:
-            x = block(x, cos, sin, mask)
+        for i, block in enumerate(self.transformer.blocks):
+            x = block(x, cos, sin, mask, kv[i] if kv is not None else None, cols, kv_out)
         return x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
