@@ -154,6 +154,9 @@ def load_model(
         model = wrapped.merge_and_unload() if merge_lora else wrapped.base_model.model
         lora_name = str(lora)
     model.to(device).eval().requires_grad_(False)
+    if torch.device(device).type == "cpu":
+        # Subnormal floats made tiny-model decoding 10-25x slower on the CPUs we measured.
+        torch.set_flush_denormal(True)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
