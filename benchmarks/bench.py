@@ -26,7 +26,8 @@ from .workload import RANDOM_SHAPES, eval_prompts, random_prompts, random_weight
 
 COLUMNS = [("name", "run"), ("concurrency", "conc"), ("requests", "reqs"), ("tok_s", "tok/s"),
            ("s_per_request", "s/req"), ("nfe_per_request", "nfe/req"), ("tokens_per_forward", "tok/fwd"),
-           ("ms_per_step", "ms/step"), ("decode_share", "decode%"), ("peak_mb", "peak MB"), ("speedup", "x ref")]
+           ("ms_per_step", "ms/step"), ("decode_share", "decode%"), ("achieved_gflops", "GFLOP/s"),
+           ("peak_mb", "peak MB"), ("speedup", "x ref")]
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -74,6 +75,7 @@ def run_bench(args) -> int:
         prompts = eval_prompts(loaded, args.task, args.requests)
     else:
         prompts = random_prompts(loaded, args.requests, args.prompt_length)
+    args._mean_prompt = round(sum(map(len, prompts)) / len(prompts), 1)
     runs: list[Run] = []
     reference = None
     if args.reference:
@@ -114,16 +116,29 @@ def _report(args, loaded, settings, runs, reference) -> dict:
             if run.name == "engine":
                 row["same_text_as_reference"] = sum(a == b for a, b in zip(run.answers, reference.answers))
         rows.append(row)
+    from .roofline import forward_flops, matmul_gflops
+
+    rate = matmul_gflops(str(loaded.device), loaded.dtype if loaded.dtype != torch.float64 else torch.float32)
+    for row in rows:
+        if row.get("ms_per_step"):
+            seq = args._mean_prompt + settings.gen_length
+            head = settings.gen_length if settings.evotoken else settings.block_length
+            rows_per_step = row["concurrency"]
+            flops = forward_flops(loaded.config, rows_per_step, seq, head)
+            row["gflops_per_step"] = round(flops / 1e9, 3)
+            row["achieved_gflops"] = round(flops / 1e9 / (row["ms_per_step"] / 1000), 2)
     return {
         "model": str(loaded.path or args.random_shape), "device": str(loaded.device), "dtype": str(loaded.dtype),
-        "threads": torch.get_num_threads(), "settings": settings.__dict__, "rows": rows,
+        "threads": torch.get_num_threads(), "matmul_gflops": round(rate, 2), "settings": settings.__dict__,
+        "mean_prompt_tokens": args._mean_prompt, "rows": rows,
     }
 
 
 def _print_table(report: dict) -> None:
     s = report["settings"]
-    print(f"model {report['model']} on {report['device']} ({report['dtype']}, {report['threads']} threads); "
-          f"gen {s['gen_length']} block {s['block_length']} steps {s['steps']} {s['decoding']}")
+    print(f"model {report['model']} on {report['device']} ({report['dtype']}, {report['threads']} threads, "
+          f"matmul {report['matmul_gflops']} GFLOP/s); prompts {report['mean_prompt_tokens']} tokens; "
+          f"gen {s['gen_length']} block {s['block_length']} steps {s['steps']} {s['decoding']} cache {s['cache']}")
     header = [title for _, title in COLUMNS]
     lines = [[("" if r.get(k) is None else str(r.get(k))) for k, _ in COLUMNS] for r in report["rows"]]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]

@@ -44,6 +44,8 @@ class Run:
     def row(self) -> dict:
         steps = max(self.forwards, 1)
         out = {k: v for k, v in asdict(self).items() if k != "answers"}
+        out["peak_mb"] = round(self.peak_mb, 1)
+        out["seconds"] = round(self.seconds, 3)
         out.update(tok_s=round(self.tok_s, 2), s_per_request=round(self.s_per_request, 4),
                    nfe_per_request=round(self.nfe_total / self.requests, 2),
                    tokens_per_forward=round(self.answer_tokens / steps, 3),
