@@ -10,6 +10,7 @@ the evaluation harness and the server worker all consume those records.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -66,6 +67,8 @@ class Engine:
         self.runner = ModelRunner(self.model)
         self.stats = EngineStats()
         self.fault_hook: Callable[[list[str]], None] | None = None  # tests inject failures here
+        self.batch_cap = max_batch_size  # lowered after running out of memory, restored later
+        self._steps_since_oom = 0
         self._lock = threading.Lock()
         self._pending: deque[DecodeRequest] = deque()
         self._cancelled: set[str] = set()
@@ -90,6 +93,10 @@ class Engine:
     def submit(self, request: DecodeRequest) -> None:
         """Queue a request; it joins the batch at the next step."""
         self.validate(request)
+        s = request.settings
+        if s.seed is None and (s.temperature > 0 or s.remasking == "random"):
+            # a concrete seed, so that a restart (after running out of memory) repeats the text
+            request.settings = s.with_(seed=secrets.randbits(63))
         with self._lock:
             self._pending.append(request)
 
@@ -119,10 +126,18 @@ class Engine:
         if not self.batch.rows:
             return records
         rows = list(self.batch.rows)
+        rng = [(r.generator, r.generator.get_state()) for r in rows if r.generator is not None]
         try:
             if self.fault_hook is not None:
                 self.fault_hook([r.request.request_id for r in rows])
             records += self._advance()
+            self._steps_since_oom += 1
+            if self._steps_since_oom >= self.OOM_RECOVERY_STEPS:
+                self.batch_cap = self.max_batch_size
+        except torch.OutOfMemoryError as error:
+            for generator, state in rng:  # the retried step draws the same noise
+                generator.set_state(state)
+            records += self._split_after_oom(rows, error)
         except Exception as error:  # fail this batch only; the engine stays usable
             log.exception("decode step failed for requests %s", [r.request.request_id for r in rows])
             records += [self._terminal(r.request, "error", f"{type(error).__name__}: {error}") for r in rows]
@@ -130,6 +145,30 @@ class Engine:
         return records
 
     # --- internals ----------------------------------------------------------------------
+    OOM_RECOVERY_STEPS = 200  # steps without running out of memory before the full batch is allowed again
+
+    def _split_after_oom(self, rows, error) -> list[StepRecord]:
+        """Keep the first half of the batch and send the rest back to the front of the queue.
+
+        A step mutates nothing before it has all its results, so the kept rows continue where
+        they were; the requeued ones restart from their first step with the same seed, so
+        their text is unchanged. A single row that still does not fit fails on its own.
+        """
+        if self.loaded.device.type == "cuda":
+            torch.cuda.empty_cache()
+        ids = [r.request.request_id for r in rows]
+        if len(rows) == 1:
+            log.error("request %s does not fit in memory on its own: %s", ids[0], error)
+            self.batch.keep([])
+            return [self._terminal(rows[0].request, "error", "out of memory: this request does not fit on the device")]
+        half = len(rows) // 2
+        log.warning("out of memory with %d rows; continuing with %d, requeueing %s", len(rows), half, ids[half:])
+        self.batch.keep(list(range(half)))
+        with self._lock:
+            self._pending.extendleft(r.request for r in reversed(rows[half:]))
+        self.batch_cap, self._steps_since_oom = half, 0
+        return []
+
     def _terminal(self, request: DecodeRequest, finish: str, error: str | None = None, index: int | None = None) -> StepRecord:
         G = request.settings.gen_length
         if index is not None:
@@ -145,7 +184,7 @@ class Engine:
             cancelled, self._cancelled = self._cancelled, set()
             waiting = [r for r in self._pending if r.request_id not in cancelled]
             records = [self._terminal(r, "cancelled") for r in self._pending if r.request_id in cancelled]
-            room = self.max_batch_size - len(self.batch)
+            room = self.batch_cap - len(self.batch)
             joining, rest = waiting[:max(room, 0)], waiting[max(room, 0):]
             self._pending = deque(rest)
         if cancelled and self.batch.rows:
@@ -205,7 +244,8 @@ class Engine:
         rel = rel.clamp(0, W - 1)
         update = in_blk & update_b.gather(1, rel)
         gen = torch.where(update, x0.gather(1, rel), gen)
-        t["conf"] = torch.where(update, conf.gather(1, rel), t["conf"])
+        # nothing in `t` changes until every result of the step exists (see _split_after_oom)
+        new = {"conf": torch.where(update, conf.gather(1, rel), t["conf"])}
 
         # 7. the soft state for the next step, with this step's block boundaries
         valid_g = cols < t["gen_len"][:, None]
@@ -220,25 +260,24 @@ class Engine:
             masked_r = masked_g.gather(1, region.cols) & region.valid
             soft_r = region.valid & (region.cols >= bs[:, None]) & t["evotoken"][:, None]
             state = build_soft_state(logits_r, lse_r, masked_r, soft_r, t["k_soft"], t["alpha"], b.K)
-            t["top_ids"] = lift(state.top_ids, t["top_ids"])
-            t["top_w"] = lift(state.top_w, t["top_w"])
-            t["cur_w"] = lift(state.cur_w, t["cur_w"])
-            t["soft_on"] = lift(soft_r, t["soft_on"])
+            new["top_ids"] = lift(state.top_ids, t["top_ids"])
+            new["top_w"] = lift(state.top_w, t["top_w"])
+            new["cur_w"] = lift(state.cur_w, t["cur_w"])
+            new["soft_on"] = lift(soft_r, t["soft_on"])
 
         # block bookkeeping, early end
         block_done = ~(masked_g & in_blk).any(1)
         ended = block_done & t["early_end"] & (torch.isin(gen, self.end_ids) & in_blk).any(1)
         gen = torch.where(ended[:, None] & (cols >= (bs + block_len)[:, None]) & valid_g,
                           torch.full_like(gen, self.fill_id), gen)
-        t["ids"][:, b.P:] = gen
         block_before = t["block"]
-        t["block"] = block_before + block_done.long()
-        t["step_in_block"] = torch.where(block_done, torch.zeros_like(block_done, dtype=torch.long),
-                                         t["step_in_block"] + 1)
-        t["nfe"] = t["nfe"] + 1
-        finished = ended | (t["block"] >= t["num_blocks"])
-        confirmed = torch.where(finished, t["gen_len"], t["block"] * block_len)
-        soft_g = t["soft_on"] & t["evotoken"][:, None]
+        new["block"] = block_before + block_done.long()
+        new["step_in_block"] = torch.where(block_done, torch.zeros_like(block_done, dtype=torch.long),
+                                           t["step_in_block"] + 1)
+        new["nfe"] = t["nfe"] + 1
+        finished = ended | (new["block"] >= t["num_blocks"])
+        confirmed = torch.where(finished, t["gen_len"], new["block"] * block_len)
+        soft_g = new.get("soft_on", t["soft_on"]) & t["evotoken"][:, None]
         states = torch.where(cols < confirmed[:, None], TokenState.FINAL,
                              torch.where(masked_g, torch.where(soft_g, TokenState.SOFT, TokenState.MASKED),
                                          TokenState.DECODED)).to(torch.int8)
@@ -250,9 +289,12 @@ class Engine:
             else:
                 top_ids, top_probs = state.top_ids, state.top_probs
             zeros = torch.zeros_like
-            share = torch.where(masked_g & soft_g, t["cur_w"], torch.full_like(t["cur_w"], float("nan")))
-            detail = (t["conf"].float().cpu(), lift(top_ids, zeros(t["top_ids"])).cpu(),
+            cur_w = new.get("cur_w", t["cur_w"])
+            share = torch.where(masked_g & soft_g, cur_w, torch.full_like(cur_w, float("nan")))
+            detail = (new["conf"].float().cpu(), lift(top_ids, zeros(t["top_ids"])).cpu(),
                       lift(top_probs, zeros(t["top_w"])).float().cpu(), share.float().cpu())
+        t.update(new)
+        t["ids"][:, b.P:] = gen
         records = self._records(gen, states, confirmed, finished, block_before, detail)
         self.stats.steps += 1
         self.stats.forwards += 1

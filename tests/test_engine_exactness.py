@@ -195,3 +195,34 @@ def test_a_failing_step_fails_its_batch_and_the_engine_goes_on(f64):
     assert engine.active_count == 0
     good = [r for r in engine.stream([DecodeRequest("good", PROMPTS[0], MIXED[0])]) if r.finished]
     assert good[0].finish == "completed"
+
+
+def test_out_of_memory_splits_the_batch_and_nothing_changes(f64):
+    requests = [DecodeRequest(f"r{i}", PROMPTS[i % 3], s) for i, s in enumerate(MIXED)]
+    engine = Engine(f64)
+
+    def fault(ids):
+        if len(ids) > 2:
+            raise torch.OutOfMemoryError("injected: too many rows")
+
+    engine.fault_hook = fault
+    finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
+    assert engine.batch_cap <= 2
+    for r in requests:
+        assert finals[r.request_id].finish == "completed"
+        assert finals[r.request_id].gen_ids.tolist() == solo(f64, r.prompt_ids, r.settings)[0]
+
+
+def test_a_row_that_never_fits_fails_alone(f64):
+    engine = Engine(f64)
+
+    def fault(ids):
+        if "huge" in ids:
+            raise torch.OutOfMemoryError("injected")
+
+    engine.fault_hook = fault
+    requests = [DecodeRequest("huge", PROMPTS[0], MIXED[0]), DecodeRequest("ok", PROMPTS[1], MIXED[1])]
+    finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
+    assert finals["huge"].finish == "error" and "out of memory" in finals["huge"].error
+    assert finals["ok"].finish == "completed"
+    assert finals["ok"].gen_ids.tolist() == solo(f64, PROMPTS[1], MIXED[1])[0]
