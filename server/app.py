@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from contextlib import asynccontextmanager
 from pathlib import Path
 from time import time
@@ -101,6 +103,8 @@ async def _start(app: FastAPI, settings: Settings) -> None:
     except Exception as error:
         state.startup_error = f"startup failed: {error.__class__.__name__}: {error}"
         log.exception("startup failed")
+        if state.exit_on_startup_failure:
+            os.kill(os.getpid(), signal.SIGTERM)  # the CLI's server stops; an embedded app stays up
     finally:
         state.started.set()
 
@@ -123,11 +127,14 @@ async def lifespan(app: FastAPI):
             task.cancel()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, exit_on_startup_failure: bool = False) -> FastAPI:
+    """The app for `settings`; `exit_on_startup_failure` (the CLI) stops the process when the
+    model cannot be loaded instead of staying up with /health failing."""
     settings = settings or Settings()
     app = FastAPI(title="evotoken", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible server for EvoToken diffusion language models")
     app.state.settings = settings
+    app.state.exit_on_startup_failure = exit_on_startup_failure
     app.state.metrics = Metrics()
     app.state.serving = None
     app.state.startup_error = None

@@ -16,6 +16,7 @@ from typing import Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
+from .app import StartupError
 from .settings import ENV_PREFIX, ModelSettings, ServerSettings, Settings
 
 
@@ -66,11 +67,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .app import StartupError, create_app, resolve_model_ref
+    """Validate settings and paths (exit 2 with a message), then run uvicorn until stopped."""
+    from .app import create_app, resolve_model_ref
 
     try:
         settings = settings_from_args(args)
-        resolve_model_ref(settings)
+        _check_local_paths(resolve_model_ref(settings), settings.lora)
         settings.api_keys()
     except ValidationError as error:
         print(f"evotoken serve: invalid settings:\n{error}", file=sys.stderr)
@@ -80,11 +82,27 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, access_log=False)
+    torch.set_flush_denormal(True)  # subnormal floats make CPU decoding many times slower
+
+    app = create_app(settings, exit_on_startup_failure=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    if app.state.startup_error:
+        print(f"evotoken serve: {app.state.startup_error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_local_paths(*refs: str | None) -> None:
+    """Fail before binding a port when a path clearly does not exist; hub ids load later."""
+    for ref in refs:
+        if ref is None or Path(ref).expanduser().exists():
+            continue
+        if ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
+            continue  # a Hugging Face id: resolved (and maybe downloaded) by the loader
+        raise StartupError(f"{ref!r} does not exist")
 
 
 def main(argv: list[str] | None = None) -> int:
