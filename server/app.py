@@ -37,7 +37,8 @@ from .worker import EngineWorker
 
 log = logging.getLogger("evotoken.server")
 PROBE_PATHS = {"/health", "/ready", "/metrics"}
-PUBLIC_PATHS = {"/"}  # the playground page; its API calls still need a key
+PUBLIC_PATHS = {"/"}
+EMBEDDED_MODEL_NAME = "evotoken"  # the served id of the packaged model when --model is omitted  # the playground page; its API calls still need a key
 
 
 class StartupError(RuntimeError):
@@ -64,13 +65,8 @@ def served_names(settings: Settings) -> list[str]:
     """The model id clients send, then the LoRA adapter's id if one is applied."""
     if settings.served_model_name:
         base = settings.served_model_name
-    elif settings.model:
-        base = settings.model
     else:
-        try:
-            base = Path(resolve_model_ref(settings)).name
-        except StartupError:
-            base = "evotoken"
+        base = settings.model or EMBEDDED_MODEL_NAME
     return [base, settings.lora] if settings.lora else [base]
 
 
@@ -82,6 +78,8 @@ async def _start(app: FastAPI, settings: Settings) -> None:
     from .serving import Serving
 
     state = app.state
+    if settings.trust_remote_code:
+        log.warning("--trust-remote-code is ignored: the model code is part of this package")
     try:
         ref = resolve_model_ref(settings)
         loaded = await asyncio.to_thread(
@@ -91,7 +89,7 @@ async def _start(app: FastAPI, settings: Settings) -> None:
             raise StartupError(f"{loaded.path} has no tokenizer; the server needs one")
         engine = Engine(loaded, max_batch_size=settings.max_batch_size)
         worker = EngineWorker(engine, settings.max_batch_size, settings.max_queue, state.metrics)
-        state.metrics.track_engine(lambda: worker.queue_depth, lambda: worker.active_rows)
+        state.metrics.track_engine(lambda: engine.pending_count, lambda: engine.active_count)
         state.serving = Serving(loaded, worker, settings, state.metrics, state.model_ids)
         worker.start()
         warm = DecodeRequest("warm-up", prompt_ids=[loaded.end_ids[0] if loaded.end_ids else 0],

@@ -84,7 +84,9 @@ def run_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
     import uvicorn
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     torch.set_flush_denormal(True)  # subnormal floats make CPU decoding many times slower
 
     app = create_app(settings, exit_on_startup_failure=True)

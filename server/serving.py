@@ -111,7 +111,7 @@ class Serving:
         choices, prompt_tokens = self._choices(body, prompts, prompt_param, completion_id)
         request.state.completion_id = completion_id
         generation = Generation(self.worker, choices, prompt_tokens, self.settings.request_timeout,
-                                self.metrics, None if body.stream else request.is_disconnected)
+                                self.metrics, request.is_disconnected)
         try:
             await generation.start()
         except QueueFull:
@@ -123,6 +123,8 @@ class Serving:
         model = body.model or self.model_ids[0]
         created = int(time.time())
         if body.stream:
+            # From here sse-starlette owns `receive` and reports the disconnect itself.
+            generation.is_disconnected = None
             writer = ChunkWriter(kind, completion_id, created, model, body.include_usage)
             max_tokens = body.requested_max_tokens(self.settings.max_tokens)
             events = sse_events(generation, writer, self.renderer, body.stream_steps, max_tokens,

@@ -81,7 +81,7 @@ class ModelSettings(BaseSettings):
         "float32", description="Weight and activation dtype.")
     served_model_name: str | None = Field(
         None, description="Model id clients use and /v1/models lists (default: the --model value, "
-        "or the embedded model's directory name).")
+        "or `evotoken` for the embedded model).")
     trust_remote_code: bool = Field(
         False, description="Accepted for familiarity and kept off: the model code is part of this "
         "package, and a request can never choose a model path.")

@@ -91,3 +91,22 @@ def test_request_settings_round_the_canvas_to_whole_blocks():
         Settings(threshold=0.8), max_tokens=16)
     assert (s.gen_length, s.steps, s.temperature, s.threshold) == (16, 4, 0, None)
     assert CompletionRequest(prompt="x").decode_settings(Settings(threshold=0.8), 8).threshold == 0.8
+
+
+def test_models_list_names_the_lora_adapter_with_its_base(tiny_checkpoint):
+    from server import create_app
+
+    app = create_app(Settings(model=str(tiny_checkpoint), served_model_name="tiny", lora="org/adapter"))
+    cards = [c.model_dump() for c in app.state.model_cards]
+    assert [(c["id"], c["parent"]) for c in cards] == [("tiny", None), ("org/adapter", "tiny")]
+    assert app.state.model_ids == ["tiny", "org/adapter"]
+
+
+def test_serving_docs_list_every_setting():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "serving.md").read_text()
+    for name in Settings.model_fields:
+        flag, env = "--" + name.replace("_", "-"), "EVOTOKEN_" + name.upper()
+        assert f"`{flag}`" in doc or f"`{flag} /" in doc, flag
+        assert env in doc, env
