@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -32,6 +30,7 @@ from .decoding.schedule import transfer_count_at
 from .decoding.settings import SettingsError
 from .model.loading import LoadedModel
 from .runner import ModelRunner
+from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +66,7 @@ class Engine:
         self.runner = ModelRunner(self.model)
         self.stats = EngineStats()
         self.fault_hook: Callable[[list[str]], None] | None = None  # tests inject failures here
-        self.batch_cap = max_batch_size  # lowered after running out of memory, restored later
-        self._steps_since_oom = 0
-        self._lock = threading.Lock()
-        self._pending: deque[DecodeRequest] = deque()
-        self._cancelled: set[str] = set()
+        self.scheduler = Scheduler(max_batch_size)
 
     # --- the thread-safe surface --------------------------------------------------------
     def validate(self, request: DecodeRequest) -> None:
@@ -97,13 +92,11 @@ class Engine:
         if s.seed is None and (s.temperature > 0 or s.remasking == "random"):
             # a concrete seed, so that a restart (after running out of memory) repeats the text
             request.settings = s.with_(seed=secrets.randbits(63))
-        with self._lock:
-            self._pending.append(request)
+        self.scheduler.submit(request)
 
     def cancel(self, request_id: str) -> None:
         """The request leaves before the next step, which reports it as cancelled."""
-        with self._lock:
-            self._cancelled.add(request_id)
+        self.scheduler.cancel(request_id)
 
     @property
     def active_count(self) -> int:
@@ -111,14 +104,18 @@ class Engine:
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        return self.scheduler.pending_count
+
+    @property
+    def batch_cap(self) -> int:
+        return self.scheduler.batch_cap
 
     # --- the decode generator -----------------------------------------------------------
     def stream(self, requests: Iterable[DecodeRequest] = ()) -> Iterator[StepRecord]:
         """Submit `requests`, then yield every record until no request is left."""
         for r in requests:
             self.submit(r)
-        while self.batch.rows or self._pending:
+        while self.batch.rows or self.scheduler.pending_count:
             yield from self.step()
 
     def step(self) -> list[StepRecord]:
@@ -131,9 +128,7 @@ class Engine:
             if self.fault_hook is not None:
                 self.fault_hook([r.request.request_id for r in rows])
             records += self._advance()
-            self._steps_since_oom += 1
-            if self._steps_since_oom >= self.OOM_RECOVERY_STEPS:
-                self.batch_cap = self.max_batch_size
+            self.scheduler.stepped()
         except torch.OutOfMemoryError as error:
             for generator, state in rng:  # the retried step draws the same noise
                 generator.set_state(state)
@@ -145,8 +140,6 @@ class Engine:
         return records
 
     # --- internals ----------------------------------------------------------------------
-    OOM_RECOVERY_STEPS = 200  # steps without running out of memory before the full batch is allowed again
-
     def _split_after_oom(self, rows, error) -> list[StepRecord]:
         """Keep the first half of the batch and send the rest back to the front of the queue.
 
@@ -164,9 +157,8 @@ class Engine:
         half = len(rows) // 2
         log.warning("out of memory with %d rows; continuing with %d, requeueing %s", len(rows), half, ids[half:])
         self.batch.keep(list(range(half)))
-        with self._lock:
-            self._pending.extendleft(r.request for r in reversed(rows[half:]))
-        self.batch_cap, self._steps_since_oom = half, 0
+        self.scheduler.requeue_first(r.request for r in rows[half:])
+        self.scheduler.out_of_memory(half)
         return []
 
     def _terminal(self, request: DecodeRequest, finish: str, error: str | None = None, index: int | None = None) -> StepRecord:
@@ -180,13 +172,8 @@ class Engine:
                           finish=finish, error=error)
 
     def _admit(self) -> list[StepRecord]:
-        with self._lock:
-            cancelled, self._cancelled = self._cancelled, set()
-            waiting = [r for r in self._pending if r.request_id not in cancelled]
-            records = [self._terminal(r, "cancelled") for r in self._pending if r.request_id in cancelled]
-            room = self.batch_cap - len(self.batch)
-            joining, rest = waiting[:max(room, 0)], waiting[max(room, 0):]
-            self._pending = deque(rest)
+        joining, dropped, cancelled = self.scheduler.admit(len(self.batch))
+        records = [self._terminal(r, "cancelled") for r in dropped]
         if cancelled and self.batch.rows:
             keep = []
             for i, row in enumerate(self.batch.rows):
@@ -250,11 +237,7 @@ class Engine:
         # 7. the soft state for the next step, with this step's block boundaries
         valid_g = cols < t["gen_len"][:, None]
         masked_g = (gen == self.mask_id) & valid_g
-        inv = self._region_inverse(region, G)                            # (B, G) region index or -1
-        in_region, inv = inv >= 0, inv.clamp_min(0)
-        lift = lambda x, old: torch.where(  # noqa: E731  region values onto gen positions
-            in_region.view(*in_region.shape, *[1] * (x.dim() - 2)),
-            x.gather(1, inv.view(*inv.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:])), old)
+        lift = region.lifter(G)                                          # region values -> (B, G)
         state = None
         if any_evo:
             masked_r = masked_g.gather(1, region.cols) & region.valid
@@ -302,15 +285,6 @@ class Engine:
         self.stats.forward_s += t1 - t0
         self.stats.decode_s += time.perf_counter() - t1
         return records
-
-    @staticmethod
-    def _region_inverse(region, G: int) -> torch.Tensor:
-        """For each generated position, its index in the region, or -1 if not computed."""
-        B, N = region.cols.shape
-        inv = torch.full((B, G + 1), -1, dtype=torch.long, device=region.cols.device)
-        target = torch.where(region.valid, region.cols, torch.full_like(region.cols, G))
-        inv.scatter_(1, target, torch.arange(N, device=inv.device).expand(B, N))
-        return inv[:, :G]
 
     def _records(self, gen, states, confirmed, finished, block_before, detail) -> list[StepRecord]:
         b = self.batch

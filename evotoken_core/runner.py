@@ -30,6 +30,23 @@ class Region:
     valid: torch.Tensor
     block_index: torch.Tensor
 
+    def lifter(self, G: int):
+        """A function taking per-region values (B, N, ...) onto the generated positions
+        (B, G, ...), keeping `old` wherever this step computed nothing."""
+        B, N = self.cols.shape
+        inv = torch.full((B, G + 1), -1, dtype=torch.long, device=self.cols.device)
+        target = torch.where(self.valid, self.cols, torch.full_like(self.cols, G))
+        inv.scatter_(1, target, torch.arange(N, device=inv.device).expand(B, N))
+        inv = inv[:, :G]
+        inside, inv = inv >= 0, inv.clamp_min(0)
+
+        def lift(x: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+            extra = [1] * (x.dim() - 2)
+            index = inv.view(B, G, *extra).expand(B, G, *x.shape[2:])
+            return torch.where(inside.view(B, G, *extra), x.gather(1, index), old)
+
+        return lift
+
 
 class ModelRunner:
     def __init__(self, model: LLaDAModelLM):
