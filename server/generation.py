@@ -78,24 +78,28 @@ class Generation:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Admit the rows and wait until each has run its first step.
+        """Admit the rows and wait until the first of them has run a step.
 
         Queue waits end here, before any response starts: a request that cannot get a batch
         slot within `request_timeout` gets a real 504 status, not an error inside a stream.
+        Once one row runs, the request has started; its other rows (n beyond the free slots)
+        join as slots free up, and never time out against the request's own rows.
         """
         self._sink = Sink(asyncio.get_running_loop(), asyncio.Queue())
         self.worker.admit([c.row for c in self.choices], self._sink)
-        waiting = set(self._by_row)
         deadline = self.arrived + self.request_timeout
-        while waiting:
+        while not self._early:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.cancel()
                 raise queue_timeout(self.request_timeout)
             item = await self._next(min(left, DISCONNECT_POLL_SECONDS))
             if item is not None:
+                failure = _failure_of(item)
+                if failure is not None:  # before any response: answer with its real status
+                    self.cancel()
+                    raise failure
                 self._early.append(item)
-                waiting.discard(item.request_id)
 
     def cancel(self) -> None:
         """Drop every row still running; safe to call more than once."""
@@ -127,13 +131,9 @@ class Generation:
         choice = self._by_row.get(item.request_id)
         if choice is None or choice.done:
             return None  # a record of a row already settled (e.g. its cancellation)
-        if isinstance(item, RowFailure):
-            raise APIError(item.status, item.message, type="server_error",
-                           code="engine_error" if item.status == 500 else "service_unavailable")
-        if item.finish == "error":
-            raise engine_failed(item.error or "unknown engine error")
-        if item.finish == "cancelled":
-            raise unavailable("the request was cancelled by the server")
+        failure = _failure_of(item)
+        if failure is not None:
+            raise failure
         final = item.finish == "completed"
         choice.nfe = item.nfe
         delta = ""
@@ -181,3 +181,15 @@ class Generation:
     @property
     def nfe(self) -> int:
         return sum(c.nfe for c in self.choices)
+
+
+def _failure_of(item: StepRecord | RowFailure) -> APIError | None:
+    """The error a row's end means for its request, if it did not complete."""
+    if isinstance(item, RowFailure):
+        return APIError(item.status, item.message, type="server_error",
+                        code="engine_error" if item.status == 500 else "service_unavailable")
+    if item.finish == "error":
+        return engine_failed(item.error or "unknown engine error")
+    if item.finish == "cancelled":
+        return unavailable("the request was cancelled by the server")
+    return None

@@ -286,6 +286,28 @@ def test_a_failing_step_fails_only_its_batch(app):
     assert app.get("/ready").status_code == 200
 
 
+def test_a_stream_that_fails_after_it_started_ends_with_an_error_frame_and_done(app):
+    engine, calls = app.worker.engine, []
+
+    def fail_second_step(request_ids):
+        calls.append(request_ids)
+        if len(calls) == 2:
+            raise RuntimeError("injected fault")
+
+    body = {"prompt": "Hello", "max_tokens": 8, "steps": 8, "stream": True, "stream_steps": True}
+    engine.fault_hook = fail_second_step
+    try:
+        frames = sse_payloads(app.post("/v1/completions", body))
+        engine.fault_hook = lambda ids: (_ for _ in ()).throw(RuntimeError("first step fault"))
+        before_start = app.post("/v1/completions", body)
+    finally:
+        engine.fault_hook = None
+    assert "evotoken" in frames[0]["choices"][0]
+    assert frames[-1] == "[DONE]" and frames[-2]["error"]["code"] == "engine_error"
+    assert set(frames[-2]["error"]) == {"message", "type", "param", "code"}
+    assert error_of(before_start, 500)["code"] == "engine_error"  # not started yet: a real status
+
+
 # --- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra, param", [
@@ -415,6 +437,11 @@ def test_cors_is_open_only_to_the_configured_origin(strict, app):
     r = strict.request("OPTIONS", "/v1/completions", headers=pre)
     assert r.headers["access-control-allow-origin"] == "https://play.example"
     assert "access-control-allow-origin" not in app.get("/v1/models", headers={"origin": "https://evil.example"}).headers
+
+
+def test_more_rows_than_the_server_can_hold_is_400(strict):
+    r = strict.post("/v1/completions", {"prompt": "Hi", "max_tokens": 4, "n": 3}, headers=AUTH)
+    assert error_of(r, 400)["param"] == "n"
 
 
 def test_oversized_body_is_413(strict):
