@@ -32,12 +32,13 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
 from .responses import ModelCard
 from .routes import openai_router, probes_router
+from .routes.playground import ASSET_PATHS, decode_defaults, router as playground_router
 from .settings import Settings
 from .worker import EngineWorker
 
 log = logging.getLogger("evotoken.server")
 PROBE_PATHS = {"/health", "/ready", "/metrics"}
-PUBLIC_PATHS = {"/"}
+PUBLIC_PATHS = {"/", *ASSET_PATHS}
 EMBEDDED_MODEL_NAME = "evotoken"  # the served id of the packaged model when --model is omitted  # the playground page; its API calls still need a key
 
 
@@ -139,13 +140,15 @@ def create_app(settings: Settings | None = None, exit_on_startup_failure: bool =
     app.state.model_ids = served_names(settings)
     created = int(time())
     app.state.model_cards = [ModelCard(id=app.state.model_ids[0], created=created,
-                                       root=settings.model or "embedded")]
+                                       root=settings.model or "embedded",
+                                       evotoken_defaults=decode_defaults(settings))]
     if settings.lora:
         app.state.model_cards.append(ModelCard(id=settings.lora, created=created, root=settings.lora,
                                                parent=app.state.model_ids[0]))
     install_error_handlers(app)
     app.include_router(openai_router)
     app.include_router(probes_router)
+    app.include_router(playground_router)
 
     open_paths = PUBLIC_PATHS | (PROBE_PATHS if settings.open_probes else set())
     # Added innermost first. Outermost to innermost: request context (every response gets an

@@ -65,6 +65,8 @@ class ModelCard(BaseModel):
     # --- extras, as vLLM lists them: where the weights come from, and an adapter's base ---
     root: str | None = None
     parent: str | None = None
+    # --- extra: the diffusion settings a request that names none gets (the playground reads them)
+    evotoken_defaults: dict | None = None
 
 
 class ModelList(BaseModel):
