@@ -88,18 +88,20 @@ class Generation:
         self._sink = Sink(asyncio.get_running_loop(), asyncio.Queue())
         self.worker.admit([c.row for c in self.choices], self._sink)
         deadline = self.arrived + self.request_timeout
-        while not self._early:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.cancel()
-                raise queue_timeout(self.request_timeout)
-            item = await self._next(min(left, DISCONNECT_POLL_SECONDS))
-            if item is not None:
-                failure = _failure_of(item)
-                if failure is not None:  # before any response: answer with its real status
-                    self.cancel()
-                    raise failure
-                self._early.append(item)
+        try:
+            while not self._early:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise queue_timeout(self.request_timeout)
+                item = await self._next(min(left, DISCONNECT_POLL_SECONDS))
+                if item is not None:
+                    failure = _failure_of(item)
+                    if failure is not None:  # before any response: answer with its real status
+                        raise failure
+                    self._early.append(item)
+        except BaseException:  # timeout, failure, client gone, or the task itself cancelled
+            self.cancel()
+            raise
 
     def cancel(self) -> None:
         """Drop every row still running; safe to call more than once."""

@@ -36,8 +36,9 @@ class RequestContextMiddleware:
         if request_id is None or not _SAFE_ID.match(request_id):
             request_id = uuid.uuid4().hex
         state = scope.setdefault("state", {})
-        state["request_id"] = request_id
         started = time.monotonic()
+        state["request_id"] = request_id
+        state["arrived"] = started  # queue waits and time to first text count from here
         status = 500
 
         async def send_with_id(message: Message) -> None:

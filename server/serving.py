@@ -111,7 +111,8 @@ class Serving:
         choices, prompt_tokens = self._choices(body, prompts, prompt_param, completion_id)
         request.state.completion_id = completion_id
         generation = Generation(self.worker, choices, prompt_tokens, self.settings.request_timeout,
-                                self.metrics, request.is_disconnected)
+                                self.metrics, request.is_disconnected,
+                                arrived=getattr(request.state, "arrived", time.monotonic()))
         try:
             await generation.start()
         except QueueFull:

@@ -110,3 +110,22 @@ def test_serving_docs_list_every_setting():
         flag, env = "--" + name.replace("_", "-"), "EVOTOKEN_" + name.upper()
         assert f"`{flag}`" in doc or f"`{flag} /" in doc, flag
         assert env in doc, env
+
+
+def test_an_app_that_has_not_loaded_answers_503_not_500(tiny_checkpoint):
+    import asyncio
+
+    import httpx
+
+    from server import create_app
+
+    app = create_app(Settings(model=str(tiny_checkpoint), served_model_name="tiny"))  # lifespan not run
+
+    async def ask():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return (await c.post("/v1/completions", json={"prompt": "x"}), await c.get("/ready"),
+                    await c.get("/v1/models"))
+
+    completion, ready, models = asyncio.run(ask())
+    assert completion.status_code == 503 and completion.json()["error"]["code"] == "service_unavailable"
+    assert ready.status_code == 503 and models.status_code == 200

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from ..errors import unavailable
 from ..responses import ModelList
 from ..schemas import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(prefix="/v1")
 
 
+def serving_of(request: Request):
+    """The serving object, which exists once the lifespan has started loading the model."""
+    serving = request.app.state.serving
+    if serving is None:
+        raise unavailable(request.app.state.startup_error or "the model is still loading")
+    return serving
+
+
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    return await request.app.state.serving.chat(body, request)
+    return await serving_of(request).chat(body, request)
 
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    return await request.app.state.serving.completions(body, request)
+    return await serving_of(request).completions(body, request)
 
 
 @router.get("/models")
