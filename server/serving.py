@@ -102,6 +102,9 @@ class Serving:
             self.worker.engine.validate(row)
         except SettingsError as error:
             param = prompt_param if error.param in ("prompt", "prompt_ids") else error.param
+            room = self.loaded.config.max_sequence_length - len(row.prompt_ids)
+            if param == "max_tokens" and room < row.settings.block_length:
+                param = prompt_param  # no max_tokens could fit: the prompt itself is too long
             code = "context_length_exceeded" if "context" in str(error) else None
             raise bad_request(str(error), param=param, code=code) from None
 

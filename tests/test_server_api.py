@@ -320,7 +320,6 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_error_frame_and_done(
     ({"decoding": "greedy"}, "decoding"),
     ({"remasking": "none"}, "remasking"),
     ({"max_tokens": 0}, "max_tokens"),
-    ({"max_tokens": 4096}, "max_tokens"),
     ({"temperature": 3}, "temperature"),
     ({"n": 0}, "n"),
     ({"stop": ["x"] * 17}, "stop"),
@@ -356,6 +355,13 @@ def test_invalid_or_unsupported_completion_fields_are_400_naming_the_param(app, 
 def test_unsupported_chat_fields_are_400_naming_the_param(app, extra, param):
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **extra}
     assert error_of(app.post("/v1/chat/completions", body), 400)["param"] == param
+
+
+def test_a_prompt_longer_than_the_context_is_400_naming_the_prompt(app):
+    err = error_of(app.post("/v1/completions", {"prompt": "The quick brown fox. " * 200, "max_tokens": 8}), 400)
+    assert err["param"] == "prompt" and err["code"] == "context_length_exceeded"
+    err = error_of(app.post("/v1/completions", {"prompt": "Hi", "max_tokens": 600}), 400)
+    assert err["param"] == "max_tokens" and err["code"] == "context_length_exceeded"
 
 
 def test_max_completion_tokens_and_text_parts_are_honoured(app):
