@@ -158,3 +158,18 @@ def test_client_disconnect_cancels_the_row(live):
         time.sleep(0.01)
     assert live.worker.engine.active_count == 0 and live.worker.rows_in_flight == 0
     assert _rows(live, "cancelled") == cancelled + 1 and _rows(live, "completed") == completed
+
+
+def test_sdk_chat_stream_with_steps_still_parses_as_chat_chunks(client):
+    ask = dict(model="tiny", messages=[{"role": "user", "content": "Hello!"}], max_tokens=8)
+    whole = client.chat.completions.create(**ask).choices[0].message.content
+    text, steps, roles = "", 0, []
+    for chunk in client.chat.completions.create(**ask, stream=True, extra_body={"stream_steps": "full"}):
+        delta = chunk.choices[0].delta
+        roles += [delta.role] if delta.role else []
+        text += delta.content or ""
+        step = chunk.choices[0].model_extra.get("evotoken")
+        if step:
+            steps += 1
+            assert delta.content is None and [t["pos"] for t in step["tokens"]] == list(range(8))
+    assert text == whole and roles == ["assistant"] and steps >= 1
