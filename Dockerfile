@@ -42,9 +42,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY evotoken_core ./evotoken_core
 COPY server ./server
+# The import is a smoke test: a missing dependency fails the build, not the first start on a
+# GPU host. (No `pip check`: it would also judge the base image's own conda packages.)
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import evotoken_core, server" \
-    && pip check
+    && python -c "import evotoken_core, server.app"
 
 # ---------------------------------------------------------------------------------------------
 # runtime
