@@ -24,6 +24,7 @@
   let modelId = null;
   let defaults = {...FALLBACK_DEFAULTS};
   let stepsTouched = false;
+  let defaultsApplied = false;  // later loads (a new API key) keep what the user has typed
 
   // --- messages: every failure ends up on the page, never as a blank screen ---------------
   function showMessage(box, text, kind = 'error') {
@@ -85,7 +86,8 @@
       modelId = model.id;
       $('#model-name').textContent = model.id;
       defaults = {...FALLBACK_DEFAULTS, ...(model.evotoken_defaults || {})};
-      fillDefaults();
+      if (!defaultsApplied) fillDefaults();
+      defaultsApplied = true;
       pageMessage('');
       document.body.dataset.defaults = 'loaded';
     } catch (error) {
@@ -152,15 +154,15 @@
   }
 
   // --- text helpers --------------------------------------------------------------------------
+  const escapeControl = (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  // A token as a cell shows it: whitespace and control characters made visible.
   function visible(text) {
     if (text === '') return '\u2205';
     if (/^ +$/.test(text)) return '\u2423'.repeat(text.length);
-    return text.replace(/[\u0000-\u001f\u007f]/g, (c) => {
-      if (c === '\n') return '\u21b5';
-      if (c === '\t') return '\u21e5';
-      return c === '\u007f' ? '\u2421' : String.fromCharCode(0x2400 + c.charCodeAt(0));
-    });
+    return text.replace(/\n/g, '\u21b5').replace(/\t/g, '\u21e5').replace(/[\u0000-\u001f\u007f]/g, escapeControl);
   }
+  // The draft keeps its line breaks and tabs; other control characters are shown as escapes.
+  const visibleDraft = (text) => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, escapeControl);
   const percent = (p) => `${(100 * p).toFixed(1)}%`;
   const seconds = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
@@ -185,6 +187,7 @@
         if (cell) this.inspect(Number(cell.dataset.pos), false);
       });
       this.canvas.addEventListener('keydown', (e) => this.onKey(e));
+      this.canvas.addEventListener('focus', () => this.inspect(this.cursor ?? 0, true));
     }
 
     buildCells(count, blockLength) {
@@ -248,7 +251,7 @@
       this.figure('rate', rec.elapsed > 0 ? (rec.decided / (rec.elapsed / 1000)).toFixed(1) : '\u2013');
       this.figure('elapsed', seconds(rec.elapsed));
       this.figure('revisions', String(rec.revisions));
-      $('.draft', this.root).textContent = rec.draft;
+      $('.draft', this.root).textContent = visibleDraft(rec.draft);
       if (this.cursor !== null) this.inspect(this.cursor, false);
     }
 
@@ -263,7 +266,7 @@
         const sum = token.top.reduce((s, [, p]) => s + p, 0) || 1;
         text = visible(token.top[0][0]);
         cell.style.setProperty('--w', ((1 - mask) * token.top[0][1] / sum).toFixed(3));
-        this.paintBars(bars, token.top, mask);
+        this.paintBars(bars, token.top.map(([, p]) => (1 - mask) * p / sum), mask);
       } else if (state === 'decoded' || state === 'final') {
         text = visible(token.text);
         cell.style.setProperty('--c', (token.conf ?? 0).toFixed(3));
@@ -276,11 +279,12 @@
       }
     }
 
-    paintBars(bars, top, mask) {
-      const wanted = Math.min(top.length, MAX_BARS) + 1;
+    // The soft token's mix, as the next step's input gets it: candidate weights, then the mask's.
+    paintBars(bars, weights, mask) {
+      const wanted = Math.min(weights.length, MAX_BARS) + 1;
       while (bars.childElementCount < wanted) bars.append(document.createElement('i'));
       while (bars.childElementCount > wanted) bars.lastChild.remove();
-      for (let j = 0; j < wanted - 1; j++) bars.children[j].style.setProperty('--h', top[j][1].toFixed(3));
+      for (let j = 0; j < wanted - 1; j++) bars.children[j].style.setProperty('--h', weights[j].toFixed(3));
       const m = bars.lastChild;
       m.className = 'mask';
       m.style.setProperty('--h', mask.toFixed(3));
@@ -307,7 +311,9 @@
     }
 
     onKey(e) {
-      const perRow = Math.max(1, Math.round(this.blocks[0].clientWidth / this.cells[0].offsetWidth));
+      const top = this.cells[0].offsetTop;
+      const firstOfRow2 = this.cells.findIndex((c) => c.offsetTop !== top);
+      const perRow = firstOfRow2 > 0 ? firstOfRow2 : this.cells.length;
       const moves = {ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow,
         Home: -Infinity, End: Infinity};
       if (!(e.key in moves)) return;
@@ -329,13 +335,14 @@
     panel.root.dataset.run = 'running';
     panel.summary(`${panel.decoding}: running`);
     let answer = '';
+    let finished = false;
     try {
       const response = await fetch(chat ? '/v1/chat/completions' : '/v1/completions', {
         method: 'POST', headers: headers(), body: JSON.stringify(panel.body), signal: controller.signal,
       });
       if (!response.ok) throw new APIError(await errorText(response));
       for await (const data of sseData(response)) {
-        if (data === '[DONE]') break;
+        if (data === '[DONE]') { finished = true; break; }
         const chunk = JSON.parse(data);
         if (chunk.error) throw new APIError(chunk.error.message || 'the server reported an error');
         const choice = chunk.choices && chunk.choices[0];
@@ -352,6 +359,7 @@
           panel.summary(`${panel.decoding}: step ${panel.steps.length} of ${panel.body.steps}`);
         }
       }
+      if (!finished) throw new APIError('the connection closed before the run finished.');
       panel.root.dataset.run = 'done';
       const last = panel.steps[panel.steps.length - 1];
       panel.summary(`${panel.decoding} finished: ${panel.steps.length} steps, ` +
