@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs}
 THREADS=${THREADS:-2}
-PRETRAIN_MIN=${PRETRAIN_MIN:-65}
+PRETRAIN_MIN=${PRETRAIN_MIN:-78}
 CTS_MIN=${CTS_MIN:-15}
 stage=${1:-all}
 
@@ -41,7 +41,7 @@ if [[ $stage == cts || $stage == all ]]; then
     # alpha ~ U[0.5, 1.0], blocks of 8/16/32 tokens.
     $PY -m evotoken_core.training.cli cts \
         --base "$RUNS/pretrain" --out "$RUNS/cts" --seed 1 --threads "$THREADS" \
-        --batch-size 32 --lr 3e-4 --warmup-steps 20 --min-lr-ratio 0.1 \
+        --batch-size 24 --lr 3e-4 --warmup-steps 20 --min-lr-ratio 0.1 \
         --steps 3000 --time-budget-min "$CTS_MIN" \
         --answer-length 40 --pad-weight 0.1 \
         --tasks arith:0.7,countdown:0.15,demo:0.15 \

@@ -83,11 +83,13 @@ def initial_canvas(batch: EncodedBatch, plan: CTSPlan, mask_id: int) -> torch.Te
 
 
 def block_weights(batch: EncodedBatch, plan: CTSPlan) -> torch.Tensor:
-    """(B, T) loss weights over the block only, each row normalised to sum 1."""
+    """(B, T) loss weights over the blocks, scaled so that `(w * ce).sum(1).mean()` is the
+    weighted mean over all block tokens of the batch. Normalising over the batch, not per
+    row, keeps a block of pure end-of-text padding at its down-weighted share."""
     pos = torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)[None, :]
     in_block = (pos >= plan.block_start[:, None]) & (pos < plan.block_start[:, None] + plan.block_length)
     w = batch.weight * in_block
-    return w / w.sum(1, keepdim=True).clamp_min(1e-6)
+    return w * (w.shape[0] / w.sum().clamp_min(1e-6))
 
 
 def next_soft_input(logits: torch.Tensor, canvas: torch.Tensor, soft: torch.Tensor, mask_id: int,

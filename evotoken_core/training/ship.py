@@ -1,0 +1,80 @@
+"""Packing trained runs into the embedded demo model (`evotoken_core/assets/default_model`).
+
+Weights are stored in float16 (half the size of float32, 10 mantissa bits against bfloat16's
+7) and every command loads them in float32; packing checks that the stored model's logits
+agree with the trained ones, and that the whole directory fits the size budget.
+
+    python -m evotoken_core.training.ship --pretrain runs/pretrain --cts runs/cts \
+        --dest evotoken_core/assets/default_model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from evotoken_core.model.modeling import LLaDAModelLM
+
+from .checkpoint import save_llada
+
+PRETRAIN_ONLY_DIR = "pretrain_only"
+KEEP = {"MODEL_CARD.md", "scores.json"}  # hand-written files survive a re-pack
+MAX_BYTES = 25 * 1024 * 1024
+
+
+def pack(source: str | Path, dest: str | Path, dtype: str = "float16") -> float:
+    """Write `source` to `dest` in `dtype`; returns the largest logit difference (float32 load)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in dest.iterdir():
+        if child.is_file() and child.name not in KEEP:
+            child.unlink()
+    model = LLaDAModelLM.from_pretrained(source, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    save_llada(model, tokenizer, dest, dtype)
+    stored = LLaDAModelLM.from_pretrained(dest, dtype=torch.float32).eval()
+    probe = torch.randint(0, model.config.vocab_size, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return float((model(input_ids=probe).logits - stored(input_ids=probe).logits).abs().max())
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def ship(pretrain: str | Path, cts: str | Path | None, dest: str | Path) -> dict:
+    """The CTS-tuned model as the default, the pretrain-only model in `pretrain_only/` beside it
+    (without CTS, the pretrain-only model itself is the default)."""
+    dest = Path(dest)
+    report = {}
+    if cts is not None:
+        report["default"] = {"source": str(cts), "max_logit_diff": pack(cts, dest)}
+        report["pretrain_only"] = {"source": str(pretrain),
+                                   "max_logit_diff": pack(pretrain, dest / PRETRAIN_ONLY_DIR)}
+    else:
+        shutil.rmtree(dest / PRETRAIN_ONLY_DIR, ignore_errors=True)
+        report["default"] = {"source": str(pretrain), "max_logit_diff": pack(pretrain, dest)}
+    size = directory_bytes(dest)
+    report["bytes"] = size
+    if size > MAX_BYTES:
+        raise SystemExit(f"{dest} is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB budget")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrain", required=True, help="the pretrain run (its final model)")
+    parser.add_argument("--cts", default=None, help="the CTS run (its merged model); omit to ship pretrain only")
+    parser.add_argument("--dest", default="evotoken_core/assets/default_model")
+    args = parser.parse_args(argv)
+    print(json.dumps(ship(args.pretrain, args.cts, args.dest), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
