@@ -73,7 +73,6 @@ class EngineWorker:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.death: str | None = None  # why the thread died, if it did
-        self.steps_run = 0
 
     # --- capacity ------------------------------------------------------------------------------
     @property
@@ -83,15 +82,6 @@ class EngineWorker:
     @property
     def rows_in_flight(self) -> int:
         return len(self._sinks)
-
-    @property
-    def queue_depth(self) -> int:
-        """Rows admitted that do not fit in the running batch."""
-        return max(0, self.rows_in_flight - self.max_batch_size)
-
-    @property
-    def active_rows(self) -> int:
-        return min(self.rows_in_flight, self.max_batch_size)
 
     @property
     def alive(self) -> bool:
@@ -186,7 +176,6 @@ class EngineWorker:
             return
         if records and self.metrics is not None:
             self.metrics.step_seconds.observe(time.perf_counter() - started)
-        self.steps_run += 1
         for record in records:
             if record.finished:
                 with self._lock:

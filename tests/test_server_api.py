@@ -468,6 +468,7 @@ def test_full_queue_is_429_and_a_long_wait_is_504(strict):
         while strict.worker.rows_in_flight < 2:
             await asyncio.sleep(0.005)
         full = await c.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 4}, headers=AUTH)
+        gauges = (await c.get("/metrics", headers=AUTH)).text
         timed_out = await b
         for _ in range(200):  # the engine drops the row at its next step
             if strict.worker.rows_in_flight == 1:
@@ -476,10 +477,11 @@ def test_full_queue_is_429_and_a_long_wait_is_504(strict):
         rows_after_timeout = strict.worker.rows_in_flight
         a_still_running = not a.done()
         a.cancel()
-        return full, timed_out, rows_after_timeout, a_still_running
+        return full, timed_out, rows_after_timeout, a_still_running, gauges
 
-    full, timed_out, rows_after_timeout, a_still_running = strict.portal.call(scenario)
+    full, timed_out, rows_after_timeout, a_still_running, gauges = strict.portal.call(scenario)
     assert a_still_running
+    assert "evotoken_queue_depth 1.0" in gauges and "evotoken_active_rows 1.0" in gauges
     assert error_of(full, 429)["code"] == "queue_full" and int(full.headers["retry-after"]) >= 1
     assert error_of(timed_out, 504)["code"] == "queue_timeout"
     assert rows_after_timeout == 1  # the timed-out row was freed; only A is left
