@@ -157,10 +157,16 @@ class Stack:
         self.model_id = self.direct[0].get("/v1/models").json()["data"][0]["id"]
         self.addresses = [f"127.0.0.1:{p}" for p in self.replica_ports]
 
-    def access_log(self) -> dict[str, dict]:
-        """nginx's JSON access log by request id (nginx writes a line when a request ends)."""
-        lines = (self.directory / "access.log").read_text().splitlines()
-        return {entry["request_id"]: entry for entry in map(json.loads, lines)}
+    def access_log(self, *request_ids: str) -> dict[str, dict]:
+        """nginx's JSON access log by request id. nginx writes a line just after the last byte
+        went out, so a client can be a moment ahead of it: wait for the ids we need."""
+        deadline = time.monotonic() + 10
+        while True:
+            lines = (self.directory / "access.log").read_text().splitlines()
+            log = {entry["request_id"]: entry for entry in map(json.loads, lines)}
+            if set(request_ids) <= log.keys() or time.monotonic() > deadline:
+                return log
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for client in (self.client, *self.direct):
@@ -211,7 +217,7 @@ def test_non_streaming_passes_through_with_the_request_id(stack):
     assert minted.status_code == 200
     request_id = minted.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
-    log = stack.access_log()
+    log = stack.access_log(request_id, "e2e-plain-1")
     assert log[request_id]["upstream_addr"] in stack.addresses
     assert log["e2e-plain-1"]["status"] == 200
 
@@ -268,7 +274,7 @@ def test_requests_spread_over_both_replicas(stack):
     ids = [f"e2e-spread-{i}" for i in range(8)]
     for request_id in ids:
         assert post(stack, stack.client, request_id, max_tokens=4).status_code == 200
-    log = stack.access_log()
+    log = stack.access_log(*ids)
     served = [log[request_id]["upstream_addr"] for request_id in ids]
     for address in stack.addresses:
         assert served.count(address) >= 2, served
@@ -310,7 +316,7 @@ def test_a_dead_replica_is_routed_around(stack):
     frames, _ = read_stream(stack.client, stack, max_tokens=8)
     assert frames[-1] == {"done": True}
 
-    log = stack.access_log()
+    log = stack.access_log(*ids)
     dead, alive = stack.addresses
     tried = [log[request_id]["upstream_addr"] for request_id in ids]
     assert all(entry.split(", ")[-1] == alive for entry in tried), tried
