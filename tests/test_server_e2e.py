@@ -173,3 +173,15 @@ def test_sdk_chat_stream_with_steps_still_parses_as_chat_chunks(client):
             steps += 1
             assert delta.content is None and [t["pos"] for t in step["tokens"]] == list(range(8))
     assert text == whole and roles == ["assistant"] and steps >= 1
+
+
+def test_a_non_streamed_request_whose_client_left_is_cancelled(live):
+    body = {"model": "tiny", "prompt": "Hi", "max_tokens": 448, "block_length": 448, "steps": 448}
+    cancelled = _rows(live, "cancelled")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(live.url + "/v1/completions", json=body, timeout=httpx.Timeout(30, read=0.2),
+                   headers={"authorization": f"Bearer {KEY}"})
+    deadline = time.monotonic() + 10
+    while (live.worker.engine.active_count or live.worker.rows_in_flight) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live.worker.engine.active_count == 0 and _rows(live, "cancelled") == cancelled + 1
