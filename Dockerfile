@@ -58,7 +58,8 @@ LABEL org.opencontainers.image.title="evotoken" \
 # A fixed, high uid so that host-side permissions on mounted caches are predictable
 # (chown -R 10001 /srv/hf-cache) and never collide with a real host account.
 ARG APP_UID=10001
-RUN useradd --create-home --uid "${APP_UID}" --user-group --shell /usr/sbin/nologin evotoken \
+RUN groupadd --gid "${APP_UID}" evotoken \
+    && useradd --create-home --uid "${APP_UID}" --gid "${APP_UID}" --shell /usr/sbin/nologin evotoken \
     && mkdir -p /var/cache/huggingface /models \
     && chown evotoken:evotoken /var/cache/huggingface /models
 

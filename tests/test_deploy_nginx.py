@@ -8,6 +8,7 @@ one running stack and run in file order; the failover test kills a replica and c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -112,8 +113,8 @@ def serve_command(model: Path, port: int) -> list[str]:
     args = ["--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
             "--log-level", "warning"]
     console = Path(sys.executable).parent / "evotoken"
-    if console.exists():
-        return [str(console), "serve", *args]
+    if console.exists() and importlib.util.find_spec("evotoken_core.cli") is not None:
+        return [str(console), "serve", *args]  # what the image's ENTRYPOINT runs
     return [sys.executable, "-m", "server", *args]  # the serve command alone, from a checkout
 
 
