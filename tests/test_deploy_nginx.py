@@ -28,7 +28,7 @@ SHIPPED = REPO / "deploy" / "nginx" / "evotoken.conf"
 HEALTHCHECK = REPO / "deploy" / "docker" / "healthcheck.py"
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
-pytestmark = pytest.mark.skipif(
+needs_nginx = pytest.mark.skipif(
     NGINX is None and not os.environ.get("CI"),
     reason="nginx is not installed (apt-get install nginx); CI installs it and runs this")
 
@@ -93,12 +93,58 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def block(text: str, header: str) -> str:
+    """The body of the first `header { ... }` block, comments stripped."""
+    text = re.sub(r"#[^\n]*", "", text)
+    start = text.index(header + " {") + len(header) + 2
+    depth, end = 1, start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        end += 1
+    return text[start:end - 1]
+
+
+def directives(body: str) -> dict[str, list[str]]:
+    """Top-level `name args;` statements of a block body (nested blocks skipped)."""
+    flat, depth = "", 0
+    for char in body:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        flat += char if depth == 0 and char != "}" else ""
+    found: dict[str, list[str]] = {}
+    for statement in flat.split(";"):
+        words = statement.split()
+        if words:
+            found.setdefault(words[0], []).append(" ".join(words[1:]))
+    return found
+
+
+def test_shipped_config_carries_the_sse_and_failover_settings():
+    text = SHIPPED.read_text()
+    upstream = directives(block(text, "upstream evotoken"))
+    assert "least_conn" in upstream and upstream["keepalive"] == ["32"]
+    for server in upstream["server"]:
+        assert re.search(r"max_fails=\d+ fail_timeout=\d+s", server), server
+    server = directives(block(text, "server"))
+    assert server["proxy_http_version"] == ["1.1"] and server["proxy_set_header"][0] == 'Connection ""'
+    assert "X-Request-ID $evotoken_request_id" in server["proxy_set_header"]
+    assert re.search(r'map \$http_x_request_id \$evotoken_request_id \{[^}]*"" +\$request_id;', text)
+    retry = server["proxy_next_upstream"][0].split()
+    assert {"error", "http_502", "http_503"} <= set(retry) and "http_429" not in retry
+    api = directives(block(text, "location /v1/"))
+    assert api["proxy_buffering"] == ["off"] and api["proxy_cache"] == ["off"] and api["gzip"] == ["off"]
+    assert int(api["proxy_read_timeout"][0].rstrip("s")) >= 600
+    assert api["add_header"] == ["X-Accel-Buffering no always"]
+    assert api["proxy_pass"] == ["http://evotoken"]
+
+
+@needs_nginx
 def test_nginx_accepts_the_shipped_config(tmp_path):
     result = nginx_test(render_config(tmp_path, free_port(), [free_port(), free_port()]))
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
 
+@needs_nginx
 def test_nginx_test_is_live(tmp_path):
     """`nginx -t` must reject a broken directive, or the test above proves nothing."""
     config = render_config(tmp_path, free_port(), [free_port()])
@@ -205,6 +251,7 @@ def post(stack: Stack, client: httpx.Client, request_id: str | None = None, **bo
                        headers=headers)
 
 
+@needs_nginx
 def test_non_streaming_passes_through_with_the_request_id(stack):
     response = post(stack, stack.client, "e2e-plain-1")
     assert response.status_code == 200, response.text
@@ -244,6 +291,7 @@ def read_stream(client: httpx.Client, stack: Stack, **body) -> tuple[list[dict],
     return frames, reads
 
 
+@needs_nginx
 def test_stream_steps_arrive_unbuffered_one_at_a_time(stack):
     body = dict(max_tokens=32, steps=32, block_length=8, stream_steps=True)
     direct_frames, direct_reads = read_stream(stack.direct[0], stack, **body)
@@ -271,6 +319,7 @@ def test_stream_steps_arrive_unbuffered_one_at_a_time(stack):
     assert alone >= len(steps) / 3, proxied_reads
 
 
+@needs_nginx
 def test_requests_spread_over_both_replicas(stack):
     ids = [f"e2e-spread-{i}" for i in range(8)]
     for request_id in ids:
@@ -281,6 +330,7 @@ def test_requests_spread_over_both_replicas(stack):
         assert served.count(address) >= 2, served
 
 
+@needs_nginx
 def test_balancer_hides_metrics_and_replicas_expose_what_the_alerts_use(stack):
     assert stack.client.get("/metrics").status_code == 404
     assert stack.client.get("/nginx-health").status_code == 200
@@ -303,6 +353,7 @@ def run_probe(port: int) -> int:
                           capture_output=True, timeout=20).returncode
 
 
+@needs_nginx
 def test_a_dead_replica_is_routed_around(stack):
     """Last in this module: it kills replica 0."""
     assert [run_probe(port) for port in stack.replica_ports] == [0, 0]
