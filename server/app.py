@@ -38,8 +38,8 @@ from .worker import EngineWorker
 
 log = logging.getLogger("evotoken.server")
 PROBE_PATHS = {"/health", "/ready", "/metrics"}
-PUBLIC_PATHS = {"/", *ASSET_PATHS}
-EMBEDDED_MODEL_NAME = "evotoken"  # the served id of the packaged model when --model is omitted  # the playground page; its API calls still need a key
+PUBLIC_PATHS = {"/", *ASSET_PATHS}  # the playground page and assets; its API calls still need a key
+EMBEDDED_MODEL_NAME = "evotoken"  # the served id of the packaged model when --model is omitted
 
 
 class StartupError(RuntimeError):
