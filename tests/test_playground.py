@@ -270,7 +270,7 @@ def test_screenshot_of_a_side_by_side_run_in_progress(page, server):
     page.wait_for_step("evotoken", 18)
     page.wait_for_step("hard_mask", 18)
     soft = '.panel[data-decoding="evotoken"] .cell[data-state="soft"]'
-    in_block = '.panel[data-decoding="evotoken"] .block.current .cell[data-state="soft"]'
+    in_block = '.panel[data-decoding="evotoken"] .cell.current[data-state="soft"]'
     # Point at a soft cell (a mouseover, so the page does not scroll) to show its candidates.
     page.locator(in_block if page.locator(in_block).count() else soft).first.dispatch_event("mouseover")
     page.evaluate("window.scrollTo(0, 0)")
@@ -284,6 +284,15 @@ def test_screenshot_of_a_side_by_side_run_in_progress(page, server):
     page.wait_for_run("evotoken", "stopped", timeout=10_000)
     assert SCREENSHOT.stat().st_size > 10_000
     assert page.errors == []
+
+
+def test_settings_the_server_rejects_show_its_400_message(page):
+    page.set_fields(steps=7)  # 4 blocks of 8 cannot share 7 steps
+    page.click("#run")
+    page.wait_for_run("evotoken", "error")
+    message = page.inner_text(".panel-message")
+    assert message.startswith("The request failed: 400: ") and "(parameter: steps)" in message
+    assert page.is_enabled("#run") and page.is_visible(".panel .canvas")
 
 
 def test_a_missing_or_wrong_api_key_shows_the_api_error(browser, keyed_server):

@@ -52,8 +52,8 @@
 
   // --- the API key lives in memory, and in localStorage only when the user asks -----------
   function apiKey() { return keyInput.value.trim(); }
-  function headers() {
-    const h = {'Content-Type': 'application/json', 'Accept': 'text/event-stream'};
+  function headers(accept = 'application/json') {
+    const h = {'Content-Type': 'application/json', 'Accept': accept};
     if (apiKey()) h.Authorization = `Bearer ${apiKey()}`;
     return h;
   }
@@ -163,6 +163,9 @@
   }
   // The draft keeps its line breaks and tabs; other control characters are shown as escapes.
   const visibleDraft = (text) => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, escapeControl);
+  // A revision: a decoded token replaced by a more confident one (EvoToken's step 6).
+  const revised = (before, now) => Boolean(before) && before.state === 'decoded'
+    && (now.state === 'decoded' || now.state === 'final') && before.id !== now.id;
   const percent = (p) => `${(100 * p).toFixed(1)}%`;
   const seconds = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
@@ -181,6 +184,7 @@
       this.shown = -1;       // index into steps of what the canvas shows
       this.cursor = null;    // position the inspector describes
       this.revisions = 0;
+      this.replaying = false;  // true once the scrubber drives the canvas
       this.buildCells(body.max_tokens, body.block_length);
       this.canvas.addEventListener('mouseover', (e) => {
         const cell = e.target.closest('.cell');
@@ -190,24 +194,32 @@
       this.canvas.addEventListener('focus', () => this.inspect(this.cursor ?? 0, true));
     }
 
+    // One flow of fixed-size cells (no row per block, so short blocks waste no space); each
+    // block's first cell is marked, and the cells of the block being decoded are outlined.
     buildCells(count, blockLength) {
       this.cells = [];
-      this.blocks = [];
-      for (let start = 0; start < count; start += blockLength) {
-        const block = document.createElement('div');
-        block.className = 'block';
-        for (let pos = start; pos < Math.min(count, start + blockLength); pos++) {
-          const cell = document.createElement('div');
-          cell.className = 'cell';
-          cell.dataset.pos = String(pos);
-          cell.dataset.state = 'masked';
-          cell.innerHTML = '<span class="tok"></span><span class="bars"></span>';
-          this.cells.push(cell);
-          block.append(cell);
-        }
-        this.blocks.push(block);
-        this.canvas.append(block);
+      this.blockLength = blockLength;
+      this.currentBlock = -1;
+      for (let pos = 0; pos < count; pos++) {
+        const cell = document.createElement('div');
+        cell.className = pos % blockLength === 0 ? 'cell block-start' : 'cell';
+        cell.dataset.pos = String(pos);
+        cell.dataset.state = 'masked';
+        cell.innerHTML = '<span class="tok"></span><span class="bars"></span>';
+        this.cells.push(cell);
       }
+      this.canvas.replaceChildren(...this.cells);
+    }
+
+    outlineBlock(block) {
+      if (block === this.currentBlock) return;
+      for (const b of [this.currentBlock, block]) {
+        const start = b * this.blockLength;
+        for (const cell of this.cells.slice(start, start + this.blockLength)) {
+          cell.classList.toggle('current', b === block);
+        }
+      }
+      this.currentBlock = block;
     }
 
     figure(name, text) { $(`[data-figure="${name}"]`, this.root).textContent = text; }
@@ -217,29 +229,18 @@
     record(evotoken, elapsed) {
       const byPos = [];
       for (const token of evotoken.tokens) byPos[token.pos] = token;
+      const last = this.steps[this.steps.length - 1];
+      if (last) this.revisions += evotoken.tokens.filter((t) => revised(last.byPos[t.pos], t)).length;
       const decided = evotoken.tokens.filter((t) => t.state === 'decoded' || t.state === 'final').length;
-      this.steps.push({...evotoken, byPos, elapsed, decided, revisions: 0});
-      const index = this.steps.length - 1;
-      this.steps[index].revisions = this.revisions += this.countRevisions(index);
-      if (!this.replaying) this.show(index);
-    }
-
-    countRevisions(index) {
-      if (index === 0) return 0;
-      const before = this.steps[index - 1].byPos;
-      let n = 0;
-      for (const t of this.steps[index].tokens) {
-        const p = before[t.pos];
-        if (p && p.state === 'decoded' && t.state !== 'masked' && t.state !== 'soft' && p.id !== t.id) n++;
-      }
-      return n;
+      this.steps.push({...evotoken, byPos, elapsed, decided, revisions: this.revisions});
+      if (!this.replaying) this.show(this.steps.length - 1);
     }
 
     show(index) {
       const rec = this.steps[index];
       if (!rec) return;
       const before = index > 0 ? this.steps[index - 1].byPos : [];
-      this.blocks.forEach((b, i) => b.classList.toggle('current', i === rec.block));
+      this.outlineBlock(rec.block);
       for (const token of rec.tokens) {
         const cell = this.cells[token.pos];
         if (cell) this.paint(cell, token, before[token.pos]);
@@ -273,8 +274,7 @@
         if (cell.dataset.dark !== String(token.conf >= 0.55)) cell.dataset.dark = String(token.conf >= 0.55);
       }
       if (tok.textContent !== text) tok.textContent = text;
-      if (previous && previous.state === 'decoded' && state !== 'soft' && state !== 'masked'
-          && previous.id !== token.id) {
+      if (revised(previous, token)) {
         cell.dataset.flash = cell.dataset.flash === 'a' ? 'b' : 'a';  // restarts the animation
       }
     }
@@ -338,7 +338,8 @@
     let finished = false;
     try {
       const response = await fetch(chat ? '/v1/chat/completions' : '/v1/completions', {
-        method: 'POST', headers: headers(), body: JSON.stringify(panel.body), signal: controller.signal,
+        method: 'POST', headers: headers('text/event-stream'), body: JSON.stringify(panel.body),
+        signal: controller.signal,
       });
       if (!response.ok) throw new APIError(await errorText(response));
       for await (const data of sseData(response)) {
