@@ -54,6 +54,7 @@ class _GenerationRequest(BaseModel):
     remasking: Literal["low_confidence", "random"] | None = None
     threshold: float | None = None
     decoding: Literal["evotoken", "hard_mask"] | None = None
+    cache: Literal["none", "prefix", "dual"] | None = None
     stream_steps: bool | Literal["full"] = False
     # ---------------------------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class _GenerationRequest(BaseModel):
                 max_tokens, block_length=block, steps=steps, temperature=pick("temperature"),
                 k_soft=pick("k_soft"), alpha_soft_mask=pick("alpha_soft_mask"),
                 remasking=pick("remasking"), threshold=threshold, decoding=pick("decoding"),
-                seed=self.seed)
+                cache=pick("cache"), seed=self.seed)
         except SettingsError as error:
             raise bad_request(str(error), param=error.param) from None
 

@@ -101,6 +101,9 @@ class ModelSettings(BaseSettings):
     threshold: float | None = Field(
         None, gt=0, le=1, description="Default confidence threshold for parallel unmasking "
         "(none: a fixed count per step).")
+    cache: Literal["none", "prefix", "dual"] = Field(
+        "none", description="Default approximate K/V cache (Fast-dLLM style; changes outputs "
+        "slightly): none, prefix, or dual.")
 
     @model_validator(mode="after")
     def _defaults_decode(self):
@@ -109,7 +112,8 @@ class ModelSettings(BaseSettings):
             DecodeSettings.for_max_tokens(
                 self.max_tokens, block_length=self.block_length, k_soft=self.k_soft,
                 alpha_soft_mask=self.alpha_soft_mask, temperature=self.temperature,
-                decoding=self.decoding, remasking=self.remasking, threshold=self.threshold)
+                decoding=self.decoding, remasking=self.remasking, threshold=self.threshold,
+                cache=self.cache)
         except SettingsError as error:
             raise ValueError(f"default {error.param}: {error}") from None
         return self
