@@ -242,9 +242,12 @@ def test_cells_evolve_and_the_answer_equals_the_non_streamed_api_answer(page, se
 
 
 def test_stop_aborts_the_stream_and_the_server_cancels_the_request(page, server):
-    page.set_fields(max_tokens=256, block_length=32, steps=256)
+    page.check("input[name=mode][value=completion]")
+    page.set_fields(prompt="The quick brown fox", max_tokens=256, block_length=32, steps=256)
     page.click("#run")
     page.wait_for_step("evotoken", 2)
+    assert page.requests[-1].url.endswith("/v1/completions")
+    assert page.requests[-1].post_data_json["prompt"] == "The quick brown fox"
     cancelled = server.metric('evotoken_rows_total{outcome="cancelled"}')
     assert server.metric("evotoken_active_rows") == 1, "the run is still decoding on the server"
     page.click("#stop")
