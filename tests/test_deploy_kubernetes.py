@@ -16,7 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "kubernetes"
 # The oldest minor still common on managed clusters, and the newest the validator knows.
-VERSIONS = ["1.29.0", "1.37.0"]
+OLDEST = "1.29.0"
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,9 @@ def test_kustomization_lists_every_manifest_and_nothing_missing():
     assert listed == on_disk
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", [OLDEST, "latest"])
 def test_manifests_pass_strict_schema_validation(validator, version):
+    version = validator.latest_version() if version == "latest" else version
     for doc in resources():
         validator.validate(doc, version, strict=True)  # raises ValidationError
 
@@ -62,7 +63,7 @@ def test_schema_validation_is_live(validator):
     deployment = by_kind("Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(validator.ValidationError, match="readinesProbe"):
-        validator.validate(deployment, VERSIONS[-1], strict=True)
+        validator.validate(deployment, validator.latest_version(), strict=True)
 
 
 def container() -> dict:
