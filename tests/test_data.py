@@ -198,3 +198,26 @@ def test_chat_template_renders_and_survives_save_and_load(tokenizer, tmp_path):
     ids = loaded(prompt, add_special_tokens=False).input_ids
     assert ids == tokenizer(prompt, add_special_tokens=False).input_ids
     assert loaded.convert_tokens_to_ids("<|eot_id|>") in ids and loaded.mask_token == "<|mdm_mask|>"
+
+
+class _Extreme(random.Random):
+    """An rng whose every integer draw is the lowest (or highest) allowed: the corner cases
+    of every number range, which random sampling reaches only once in thousands of draws."""
+
+    def __init__(self, highest: bool):
+        super().__init__(0)
+        self.highest = highest
+
+    def randint(self, a, b):
+        assert a <= b, f"empty range [{a}, {b}]"
+        return b if self.highest else a
+
+
+@pytest.mark.parametrize("highest", [False, True])
+def test_every_arithmetic_kind_handles_its_extreme_numbers(highest):
+    for kind, (level, build) in arithmetic.KINDS.items():
+        numbers = arithmetic._numbers(kind, _Extreme(highest))
+        question, steps, result = build(numbers, random.Random(0))
+        assert 0 < result <= 1000, (kind, numbers, result)
+        if level:
+            assert check_trace(" ".join(steps), question) == result

@@ -181,7 +181,8 @@ def _numbers(kind: str, rng: random.Random) -> tuple[int, ...]:
         return (r(1, 100), r(1, 20), r(1, 20))
     if kind == "add_sub":
         a, b = r(1, 100), r(1, 20)
-        return (a, b, r(2, min(20, a + b - 1)))
+        most = min(20, a + b - 1)  # what is given away leaves at least 1
+        return (a, b, r(2, most) if most >= 2 else 1)
     if kind == "div_add":
         return (r(2, 9), r(2, 12), r(1, 20))
     raise KeyError(kind)
