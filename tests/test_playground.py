@@ -191,6 +191,7 @@ def test_page_loads_with_server_defaults_labelled_controls_and_no_console_errors
         assert page.input_value(f"#{name}") == str(defaults[name]), name
     assert float(page.input_value("#alpha_soft_mask")) == defaults["alpha_soft_mask"]
     assert page.input_value("#decoding") == defaults["decoding"]
+    assert page.input_value("#cache") == defaults["cache"] == "none"
     assert page.input_value("#threshold") == ""  # no threshold: a fixed count per step
     assert page.inner_text("#model-name") == "tiny"
     unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]

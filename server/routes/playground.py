@@ -50,7 +50,7 @@ def decode_defaults(settings: ModelSettings) -> dict:
             "steps": settings.default_steps(canvas, block), "temperature": settings.temperature,
             "k_soft": settings.k_soft, "alpha_soft_mask": settings.alpha_soft_mask,
             "threshold": settings.threshold, "decoding": settings.decoding,
-            "remasking": settings.remasking}
+            "remasking": settings.remasking, "cache": settings.cache}
 
 
 @cache

@@ -6,9 +6,10 @@
 (() => {
   const KEY_STORAGE = 'evotoken.playground.apiKey';
   const FIELDS = ['max_tokens', 'block_length', 'steps', 'temperature', 'k_soft',
-    'alpha_soft_mask', 'threshold', 'decoding', 'remasking'];
+    'alpha_soft_mask', 'threshold', 'decoding', 'remasking', 'cache'];
   const FALLBACK_DEFAULTS = {max_tokens: 128, block_length: 32, steps: 64, temperature: 0,
-    k_soft: 3, alpha_soft_mask: 0.7, threshold: null, decoding: 'evotoken', remasking: 'low_confidence'};
+    k_soft: 3, alpha_soft_mask: 0.7, threshold: null, decoding: 'evotoken', remasking: 'low_confidence',
+    cache: 'none'};
   const MAX_BARS = 5;
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -118,7 +119,7 @@
       steps: number('steps'), temperature: number('temperature'), k_soft: number('k_soft'),
       alpha_soft_mask: number('alpha_soft_mask'),
       threshold: f.threshold.value === '' ? null : number('threshold'),
-      remasking: f.remasking.value, decoding,
+      remasking: f.remasking.value, cache: f.cache.value, decoding,
       stream: true, stream_steps: 'full', stream_options: {include_usage: true},
     };
     if (f.seed.value !== '') body.seed = number('seed');
