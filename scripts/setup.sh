@@ -28,11 +28,13 @@ if [ ! -f "$stamp" ]; then
 fi
 
 if [ "$profile" = dev ]; then
-  # System packages the end-to-end tests drive for real: nginx (load balancer) and
-  # Chromium (the playground page). Installed only when missing.
+  # System packages the tests drive for real: nginx (the load balancer config), Chromium
+  # (the playground page) and promtool (from prometheus: the scrape configs and alert rules).
+  # Installed only when missing.
   missing=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
