@@ -1,4 +1,4 @@
-"""The playground page at `/` and its two assets: a static page that watches tokens evolve.
+"""The playground page at `/` and its assets: a static page that watches tokens evolve.
 
 The page is plain HTML, CSS and JS read from `server/static/` (no build step, no Node). It
 decodes only through the public API (`POST /v1/chat/completions` or `/v1/completions` with
@@ -19,8 +19,14 @@ from fastapi.responses import Response
 from ..settings import ModelSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+JS = "text/javascript; charset=utf-8"  # a JavaScript MIME type, as browsers require for modules
 ASSETS = {
-    "/static/playground.js": ("playground.js", "text/javascript; charset=utf-8"),
+    # The page's script is plain ES modules, one concept each; playground.js imports the others.
+    "/static/playground.js": ("playground.js", JS),
+    "/static/canvas.js": ("canvas.js", JS),
+    "/static/dom.js": ("dom.js", JS),
+    "/static/format.js": ("format.js", JS),
+    "/static/sse.js": ("sse.js", JS),
     "/static/playground.css": ("playground.css", "text/css; charset=utf-8"),
 }
 ASSET_PATHS = frozenset(ASSETS)
