@@ -104,7 +104,10 @@ class Serving:
             param = prompt_param if error.param in ("prompt", "prompt_ids") else error.param
             room = self.loaded.config.max_sequence_length - len(row.prompt_ids)
             if param == "max_tokens" and room < row.settings.block_length:
-                param = prompt_param  # no max_tokens could fit: the prompt itself is too long
+                # no max_tokens could fit: a block longer than any context is the block's fault,
+                # otherwise the prompt leaves no room for one block
+                too_long_block = row.settings.block_length >= self.loaded.config.max_sequence_length
+                param = "block_length" if too_long_block else prompt_param
             code = "context_length_exceeded" if "context" in str(error) else None
             raise bad_request(str(error), param=param, code=code) from None
 
