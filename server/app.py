@@ -27,7 +27,7 @@ from evotoken_core import __version__
 from evotoken_core.decoding import DecodeRequest, DecodeSettings
 
 from .auth import APIKeyMiddleware
-from .errors import install_error_handlers
+from .errors import declare_errors_only_in_openai_shape, install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
 from .responses import ModelCard
@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, exit_on_startup_failure: bool =
         app.state.model_cards.append(ModelCard(id=settings.lora, created=created, root=settings.lora,
                                                parent=app.state.model_ids[0]))
     install_error_handlers(app)
+    declare_errors_only_in_openai_shape(app)
     app.include_router(openai_router)
     app.include_router(probes_router)
     app.include_router(playground_router)

@@ -47,6 +47,23 @@ class APIError(Exception):
         return self.body.model_dump()
 
 
+_STATUS_MEANING = {
+    400: "Bad input: a field is invalid, unsupported, or does not fit the model",
+    401: "Missing or wrong API key (only when keys are configured)",
+    404: "Unknown model",
+    413: "Request body larger than the server's limit",
+    429: "Queue full; retry after `Retry-After` seconds",
+    500: "A bug, or decoding failed",
+    503: "Not ready yet, shutting down, or the engine stopped",
+    504: "Waited longer than the request timeout for a batch slot",
+}
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI `responses` for the errors a route can answer, all in OpenAI's error shape."""
+    return {status: {"model": ErrorResponse, "description": _STATUS_MEANING[status]} for status in statuses}
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
 
@@ -100,6 +117,24 @@ def _validation_message(error: dict, param: str | None) -> str:
         return "We could not parse the JSON body of your request."
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{param}: {message}" if param else message
+
+
+def declare_errors_only_in_openai_shape(app: FastAPI) -> None:
+    """Drop FastAPI's automatic 422 from /openapi.json: validation errors are 400 here
+    (`install_error_handlers`), and the routes declare that 400 with the shape actually sent."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def install_error_handlers(app: FastAPI) -> None:

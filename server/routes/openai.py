@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import unavailable
-from ..responses import ModelList
+from ..errors import error_responses, unavailable
+from ..responses import ChatCompletion, Completion, ModelList
 from ..schemas import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(prefix="/v1")
+GENERATION_ERRORS = error_responses(400, 401, 404, 413, 429, 500, 503, 504)
+SSE = {"text/event-stream": {"schema": {"type": "string", "description": "`data:` frames, ending in "
+                                                                         "`data: [DONE]`"}}}
 
 
 def serving_of(request: Request):
@@ -19,16 +22,20 @@ def serving_of(request: Request):
     return serving
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses={
+    200: {"model": ChatCompletion, "content": SSE, "description": "The answer, or its SSE stream"},
+    **GENERATION_ERRORS})
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     return await serving_of(request).chat(body, request)
 
 
-@router.post("/completions")
+@router.post("/completions", responses={
+    200: {"model": Completion, "content": SSE, "description": "The answer, or its SSE stream"},
+    **GENERATION_ERRORS})
 async def completions(body: CompletionRequest, request: Request) -> Response:
     return await serving_of(request).completions(body, request)
 
 
-@router.get("/models")
+@router.get("/models", responses=error_responses(401))
 async def models(request: Request) -> ModelList:
     return ModelList(data=request.app.state.model_cards)

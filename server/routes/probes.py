@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 
-from ..errors import unavailable
+from ..errors import error_responses, unavailable
 
 router = APIRouter()
 
 
-@router.get("/health")
+@router.get("/health", responses=error_responses(401, 503))
 async def health(request: Request) -> dict:
     """Alive unless startup failed or the engine worker died: a restart is the cure for both."""
     state = request.app.state
@@ -19,7 +20,7 @@ async def health(request: Request) -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", responses=error_responses(401, 503))
 async def ready(request: Request) -> dict:
     """Ready once the model is loaded, one warm-up step has run and the worker is alive."""
     serving = request.app.state.serving
@@ -28,7 +29,7 @@ async def ready(request: Request) -> dict:
     return {"status": "ready"}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))
 async def metrics(request: Request) -> Response:
     m = request.app.state.metrics
     return Response(m.render(), media_type=m.content_type)
