@@ -1,4 +1,5 @@
-"""`evotoken serve`: argparse flags generated from the settings fields, then uvicorn.
+"""`evotoken serve`: argparse flags generated from the settings fields, then uvicorn
+(draining on SIGTERM, see `shutdown.py`).
 
 Every flag is a `Settings` field (same name with dashes, same description as help), and
 defaults are left to pydantic-settings, so the precedence is flag > `EVOTOKEN_*` variable >
@@ -89,8 +90,16 @@ def run_serve(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()
     torch.set_flush_denormal(True)  # subnormal floats make CPU decoding many times slower
 
+    from sse_starlette.sse import AppStatus
+
+    from .shutdown import FLUSH_SECONDS, DrainingServer
+
+    # Open streams end through the drain (finished, or a 503 frame), not cut by sse-starlette.
+    AppStatus.disable_automatic_graceful_drain()
     app = create_app(settings, exit_on_startup_failure=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            access_log=False, timeout_graceful_shutdown=FLUSH_SECONDS)
+    DrainingServer(config, app, grace=settings.shutdown_grace).run()
     if app.state.startup_error:
         print(f"evotoken serve: {app.state.startup_error}", file=sys.stderr)
         return 1

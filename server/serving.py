@@ -42,6 +42,7 @@ class Serving:
     metrics: Metrics
     model_ids: list[str]
     ready: bool = False
+    shutting_down: bool = False  # set by the SIGTERM drain (server/shutdown.py)
 
     def __post_init__(self):
         self.renderer = StepRenderer(self.loaded.tokenizer)
@@ -67,6 +68,8 @@ class Serving:
 
     # --- shared -------------------------------------------------------------------------------------
     def _admissible(self, body: _GenerationRequest) -> None:
+        if self.shutting_down:
+            raise unavailable("the server is shutting down")
         if not self.ready or not self.worker.alive:
             raise unavailable(self.worker.death or "the model is not ready yet")
         body.check_supported()

@@ -52,6 +52,9 @@ class ServerSettings(BaseSettings):
         True, description="Serve /health, /ready and /metrics without an API key.")
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest accepted request body in bytes (413 beyond).")
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="Seconds in-flight requests get to finish after SIGTERM while new "
+        "ones get 503; those still running then end with a 503.")
     sse_ping_seconds: float = Field(
         15.0, gt=0, description="Seconds between SSE keep-alive comments on open streams.")
 
