@@ -65,7 +65,7 @@ def no_flush_denormal():
     *((route, GenerationMode.POSITIVE) for route in ("GET /v1/models", "GET /health", "GET /ready", "GET /metrics")),
 ])
 def test_no_5xx_and_every_response_matches_the_schema(operations, label, mode, no_flush_denormal):
-    examples = 40 if label.startswith("POST") else 3
+    examples = 30 if label.startswith("POST") else 3
 
     @given(case=operations[label].as_strategy(generation_mode=mode))
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
