@@ -21,7 +21,7 @@ from evotoken_core.commands.common import add_decoding_args, add_model_args, fai
 from evotoken_core.decoding import SettingsError
 from evotoken_core.model import ModelNotFoundError
 
-from .measure import Run, run_engine, run_reference
+from .measure import Run, run_engine, run_paired
 from .workload import RANDOM_SHAPES, eval_prompts, random_prompts, random_weight_model
 
 COLUMNS = [("name", "run"), ("concurrency", "conc"), ("requests", "reqs"), ("tok_s", "tok/s"),
@@ -78,11 +78,12 @@ def run_bench(args) -> int:
     args._mean_prompt = round(sum(map(len, prompts)) / len(prompts), 1)
     runs: list[Run] = []
     reference = None
-    if args.reference:
-        reference = run_reference(loaded, prompts, settings)
-        runs.append(reference)
+    if args.reference:  # batch 1 is measured paired with the reference, prompt by prompt
+        reference, engine_solo = run_paired(loaded, prompts, settings)
+        runs += [reference, engine_solo]
     for c in levels:
-        runs.append(run_engine(loaded, prompts, settings, c, name=f"engine"))
+        if not (args.reference and c == 1):
+            runs.append(run_engine(loaded, prompts, settings, c))
     if args.http or args.base_url:
         runs += _http_runs(args, prompts, settings, levels)
     report = _report(args, loaded, settings, runs, reference)

@@ -93,21 +93,30 @@ def run_engine(loaded: LoadedModel, prompts: list[list[int]], settings: DecodeSe
                s.forward_s, s.decode_s, _peak_mb(loaded.device), ordered)
 
 
-def run_reference(loaded: LoadedModel, prompts: list[list[int]], settings: DecodeSettings) -> Run:
-    """The published loop, one prompt after another."""
-    answers, nfe = [], 0
-    _reset_peak(loaded.device)
-    _sync(loaded.device)
-    start = time.perf_counter()
-    for p in prompts:
-        ids, n = reference_generate(
-            loaded.model, p, mask_id=loaded.mask_id, gen_length=settings.gen_length,
-            block_length=settings.block_length, steps=settings.steps, temperature=settings.temperature,
-            k_soft=settings.k_soft, alpha_soft_mask=settings.alpha_soft_mask, remasking=settings.remasking,
-            threshold=settings.threshold, decoding=settings.decoding)
-        answers.append(first_end_cut(ids, loaded.end_ids))
-        nfe += n
-    _sync(loaded.device)
-    seconds = time.perf_counter() - start
-    return Run("reference", 1, len(prompts), seconds, sum(map(len, answers)), nfe, nfe,
-               peak_mb=_peak_mb(loaded.device), answers=answers)
+def run_paired(loaded: LoadedModel, prompts: list[list[int]], settings: DecodeSettings) -> tuple[Run, Run]:
+    """The published loop and the engine at batch 1, alternating prompt by prompt, so that a
+    change in machine load during the run hits both sides alike."""
+    ref = Run("reference", 1, len(prompts), 0.0, 0, 0, 0)
+    eng = Run("engine", 1, len(prompts), 0.0, 0, 0, 0)
+    for i, p in enumerate(prompts):
+        _sync(loaded.device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            ids, n = reference_generate(
+                loaded.model, p, mask_id=loaded.mask_id, gen_length=settings.gen_length,
+                block_length=settings.block_length, steps=settings.steps, temperature=settings.temperature,
+                k_soft=settings.k_soft, alpha_soft_mask=settings.alpha_soft_mask,
+                remasking=settings.remasking, threshold=settings.threshold, decoding=settings.decoding)
+        _sync(loaded.device)
+        ref.seconds += time.perf_counter() - start
+        ref.answers.append(first_end_cut(ids, loaded.end_ids))
+        ref.nfe_total += n
+        ref.forwards += n
+        one = run_engine(loaded, [p], settings, 1)
+        for name in ("seconds", "nfe_total", "forwards", "forward_s", "decode_s"):
+            setattr(eng, name, getattr(eng, name) + getattr(one, name))
+        eng.answers += one.answers
+    for run in (ref, eng):
+        run.answer_tokens = sum(map(len, run.answers))
+        run.peak_mb = _peak_mb(loaded.device)
+    return ref, eng
