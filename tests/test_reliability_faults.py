@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # One block, so no row ends early. LONG is a second or two with the slowed-down steps below.
 LONG = {"model": "tiny", "max_tokens": 32, "block_length": 32, "steps": 32}
-SHORT = {"model": "tiny", "max_tokens": 12, "block_length": 12, "steps": 12}
+SHORT = {"model": "tiny", "max_tokens": 8, "block_length": 8, "steps": 8}
 
 
 def _settings(checkpoint, **overrides) -> Settings:
@@ -176,6 +176,8 @@ def test_out_of_memory_splits_the_batch_and_every_answer_is_unchanged(live, hook
 
 
 def test_a_row_that_does_not_fit_alone_gets_a_clean_error_and_its_mates_are_unaffected(live, hook):
+    """Runs after the split test, so the engine still holds its batch down after that OOM; the
+    poisoned row fails alone either way."""
     engine = live.worker.engine
     poison = engine.loaded.tokenizer.encode("Sort the list")
     bodies = [{**SHORT, "prompt": p} for p in ("The quick", "Sort the list", "Hello")]
@@ -191,12 +193,6 @@ def test_a_row_that_does_not_fit_alone_gets_a_clean_error_and_its_mates_are_unaf
     assert bad.status_code == 500 and err["type"] == "server_error" and err["code"] == "engine_error"
     assert "out of memory" in err["message"] and set(err) == {"message", "type", "param", "code"}
     assert [_text(ok_a), _text(ok_c)] == alone
-
-    # streamed: the failure comes as one error frame, then [DONE]
-    stream = {**bodies[1], "stream": True}
-    with httpx.stream("POST", live.url + "/v1/completions", json=stream, timeout=60) as r:
-        frames = _frames(r.iter_lines())
-    assert r.status_code == 500 or (frames[-1] == "[DONE]" and "out of memory" in frames[-2]["error"]["message"])
 
 
 # --- the engine thread dies ---------------------------------------------------------------------
