@@ -156,7 +156,7 @@ def _check_raw_stream(scenario: str, frames: list, n: int, seconds: float) -> Ou
     chunks = frames[:-1]
     errors = [f["error"] for f in chunks if "error" in f]
     if errors:
-        raise Problem(f"error frame: {errors[0]}")
+        raise Problem(f"lost: an error frame instead of the answer: {errors[0]}")
     finishes: dict[int, list[str]] = {}
     for f in chunks:
         for c in f["choices"]:

@@ -99,8 +99,10 @@ class Report:
     problems: list[str] = field(default_factory=list)
 
     def passed(self, max_rss_growth: float) -> bool:
-        return (self.lost == 0 and self.duplicated == 0 and self.server_5xx == 0 and self.client_5xx == 0
-                and self.idle_after_s is not None and (self.rss_growth is None or self.rss_growth < max_rss_growth))
+        """Every request answered whole or cancelled by its client (429s aside), no 5xx, idle, no leak."""
+        return (self.lost == 0 and self.duplicated == 0 and self.counts.get("errored", 0) == 0
+                and self.server_5xx == 0 and self.client_5xx == 0 and self.idle_after_s is not None
+                and (self.rss_growth is None or self.rss_growth < max_rss_growth))
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -159,7 +161,8 @@ async def run_load(base_url: str, clients: int, duration: float, *, api_key: str
     ids = [o.completion_id for o in outcomes if o.completion_id]
     report.duplicated += len(ids) - len(set(ids))
     completed = [o for o in outcomes if o.result == "completed"]
-    report.p50_s, report.p99_s = _percentile([o.seconds for o in completed], 0.5), _percentile([o.seconds for o in completed], 0.99)
+    latencies = [o.seconds for o in completed]
+    report.p50_s, report.p99_s = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
     report.requests_per_s = round(len(completed) / elapsed, 2)
     report.completion_tokens_per_s = round(sum(o.tokens for o in completed) / elapsed, 1)
     if rss_start and rss_end:

@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from benchmarks.http_load import ServerProcess
+from benchmarks.load_clients import Problem, _check_raw_stream
 from benchmarks.loadgen import main, require_loopback, run_load
 
 pytestmark = pytest.mark.timeout(180)
@@ -49,3 +50,23 @@ def test_the_load_generator_refuses_anything_but_loopback(url, capsys):
 def test_loopback_names_are_accepted():
     for url in ("http://127.0.0.1:8000/v1", "http://localhost:8000", "http://[::1]:9000/v1"):
         require_loopback(url)
+
+
+def _chunk(index: int, finish: str | None = None, cid: str = "cmpl-1") -> dict:
+    return {"id": cid, "choices": [{"index": index, "text": "x", "finish_reason": finish}]}
+
+
+@pytest.mark.parametrize("frames, n, verdict", [
+    ([_chunk(0), _chunk(0, "length")], 1, "lost"),                                 # no [DONE]
+    ([_chunk(0), "[DONE]"], 1, "lost"),                                            # no finish_reason
+    ([_chunk(0, "stop"), _chunk(1, "stop"), "[DONE]"], 3, "lost"),                 # choice 2 missing
+    ([_chunk(0, "stop"), _chunk(0, "stop"), "[DONE]"], 1, "duplicated"),          # finished twice
+    ([_chunk(0, "stop"), "[DONE]", "[DONE]"], 1, "duplicated"),
+    ([_chunk(0), _chunk(0, "stop", cid="cmpl-2"), "[DONE]"], 1, "duplicated"),   # two answers mixed
+    ([_chunk(0), {"error": {"message": "boom"}}, "[DONE]"], 1, "lost"),             # an error frame
+])
+def test_the_ledger_catches_lost_and_duplicated_answers(frames, n, verdict):
+    with pytest.raises(Problem, match=f"^{verdict}"):
+        _check_raw_stream("raw_stream", frames, n, 1.0)
+    whole = [_chunk(0), _chunk(1, "stop"), _chunk(0, "length"), "[DONE]"]
+    assert _check_raw_stream("raw_stream", whole, 2, 1.0).result == "completed"
