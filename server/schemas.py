@@ -78,6 +78,14 @@ class _GenerationRequest(BaseModel):
     def requested_max_tokens(self, default: int) -> int:
         return self.max_tokens if self.max_tokens is not None else default
 
+    @property
+    def max_tokens_param(self) -> str:
+        """The field an error about the length names: the one the client sent."""
+        return "max_tokens"
+
+    def param_of(self, engine_param: str) -> str:
+        return self.max_tokens_param if engine_param == "max_tokens" else engine_param
+
     def check_supported(self) -> None:
         """Reject what this server cannot honour, naming the parameter."""
         for name in ("frequency_penalty", "presence_penalty"):
@@ -114,7 +122,7 @@ class _GenerationRequest(BaseModel):
                 remasking=pick("remasking"), threshold=threshold, decoding=pick("decoding"),
                 cache=pick("cache"), seed=self.seed)
         except SettingsError as error:
-            raise bad_request(str(error), param=error.param) from None
+            raise bad_request(str(error), param=self.param_of(error.param)) from None
 
 
 class ContentPart(BaseModel):
@@ -177,6 +185,10 @@ class ChatCompletionRequest(_GenerationRequest):
         if self.max_completion_tokens is not None:
             return self.max_completion_tokens
         return super().requested_max_tokens(default)
+
+    @property
+    def max_tokens_param(self) -> str:
+        return "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
 
     def check_supported(self) -> None:
         super().check_supported()

@@ -94,13 +94,13 @@ class Serving:
                     settings=settings.with_(seed=None if base is None else base + j),
                     want_steps=bool(body.stream_steps))
                 if j == 0:
-                    self._validate(row, prompt_param if len(prompts) == 1 else f"{prompt_param}.{p}")
+                    self._validate(row, prompt_param if len(prompts) == 1 else f"{prompt_param}.{p}", body)
                 assembler = TextAssembler(self.loaded.tokenizer, self.loaded.end_ids, max_tokens,
                                           body.stop_strings)
                 choices.append(Choice(p * n + j, row, len(prompt_ids), assembler))
         return choices, sum(len(p) for p in prompts)
 
-    def _validate(self, row: DecodeRequest, prompt_param: str) -> None:
+    def _validate(self, row: DecodeRequest, prompt_param: str, body: _GenerationRequest) -> None:
         try:
             self.worker.engine.validate(row)
         except SettingsError as error:
@@ -112,7 +112,7 @@ class Serving:
                 too_long_block = row.settings.block_length >= self.loaded.config.max_sequence_length
                 param = "block_length" if too_long_block else prompt_param
             code = "context_length_exceeded" if "context" in str(error) else None
-            raise bad_request(str(error), param=param, code=code) from None
+            raise bad_request(str(error), param=body.param_of(param), code=code) from None
 
     async def _generate(self, body: _GenerationRequest, prompts: list[list[int]],
                         kind: Literal["chat", "text"], prompt_param: str, request: Request) -> Response:

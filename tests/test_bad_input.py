@@ -78,7 +78,8 @@ def test_non_finite_numbers_are_400(app, field, literal):
     ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages.0"),
     ({"messages": [{"role": "user", "content": 42}]}, "messages.0.content"),
     ({"messages": HELLO, "n": 1000}, "n"),
-    ({"messages": HELLO, "max_completion_tokens": 10**9}, None),
+    ({"messages": HELLO, "max_completion_tokens": 10**9}, "max_completion_tokens"),
+    ({"messages": HELLO, "max_completion_tokens": 600}, "max_completion_tokens"),  # past the context
     ({"messages": HELLO, "model": "../../etc/passwd"}, None),
 ])
 def test_bad_chat_bodies_are_4xx(app, body, param):
