@@ -94,6 +94,7 @@ class Report:
     rss_start_kb: int | None = None
     rss_end_kb: int | None = None
     rss_growth: float | None = None
+    rss_samples_kb: list[int] = field(default_factory=list)  # every 1/12 of the run: a leak keeps climbing
     idle_after_s: float | None = None   # time for the active and queued rows to reach 0
     rows: dict[str, float] = field(default_factory=dict)  # server-side row outcomes during the run
     problems: list[str] = field(default_factory=list)
@@ -137,8 +138,19 @@ async def run_load(base_url: str, clients: int, duration: float, *, api_key: str
                 done.append(await guarded(client))
             return done
 
+        samples: list[int] = []
+
+        async def sample_rss() -> None:
+            while True:
+                await asyncio.sleep(max(1.0, duration / 12))
+                value = rss_kb(server_pid)
+                if value is not None:
+                    samples.append(value)
+
+        sampler = asyncio.create_task(sample_rss())
         outcomes = [o for batch in await asyncio.gather(*(user(i) for i in range(clients))) for o in batch]
         elapsed = time.monotonic() - started
+        sampler.cancel()
         idle_after = None
         for _ in range(600):  # up to 30 s for the cancelled rows to leave
             after = scrape((await http.get(root + "/metrics")).text)
@@ -148,7 +160,8 @@ async def run_load(base_url: str, clients: int, duration: float, *, api_key: str
             await asyncio.sleep(0.05)
         rss_end = rss_kb(server_pid)
 
-    report = Report(clients, round(elapsed, 1), rss_start_kb=rss_start, rss_end_kb=rss_end, idle_after_s=idle_after)
+    report = Report(clients, round(elapsed, 1), rss_start_kb=rss_start, rss_end_kb=rss_end, idle_after_s=idle_after,
+                    rss_samples_kb=samples)
     for o in outcomes:
         report.counts[o.result] = report.counts.get(o.result, 0) + 1
         report.scenarios[o.scenario] = report.scenarios.get(o.scenario, 0) + 1
