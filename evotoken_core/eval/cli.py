@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from evotoken_core.decoding import DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
+from evotoken_core.decoding import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
 from evotoken_core.model.loading import ModelNotFoundError
 
 from .datasets import TASKS, DatasetError, load_items, shipped_test_set
@@ -81,6 +81,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     dec.add_argument("--decoding", type=_csv(str, DECODING_MODES), default=["evotoken"],
                      help="comma list of modes to compare: evotoken,hard_mask")
     dec.add_argument("--seed", type=int, default=0, help="item i is decoded with seed + i")
+    dec.add_argument("--cache", choices=CACHE_MODES, default="none",
+                     help="approximate K/V cache (prefix or dual): faster, may cost accuracy")
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     out.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -95,7 +97,7 @@ def base_settings(args) -> DecodeSettings:
     return DecodeSettings(gen_length=args.gen_length, block_length=args.block_length, steps=steps or 1,
                           temperature=args.temperature, k_soft=args.k_soft,
                           alpha_soft_mask=args.alpha_soft_mask[0], remasking=args.remasking,
-                          threshold=args.threshold, seed=args.seed)
+                          threshold=args.threshold, seed=args.seed, cache=args.cache)
 
 
 def default_model_path() -> str:

@@ -21,6 +21,8 @@ def diffusion_extras(settings) -> dict:
               "decoding": settings.decoding}
     if settings.threshold is not None:
         extras["threshold"] = settings.threshold
+    if settings.cache != "none":
+        extras["cache"] = settings.cache
     return extras
 
 
