@@ -22,9 +22,9 @@ from benchmarks.http_load import ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
-# 64 refinement steps in one block (so no early end): a second or more on the tiny model, long
+# 48 refinement steps in one block (so no early end): about a second on the tiny model, long
 # enough to still be running while the checks after the signal (a few loopback requests) run.
-LONG = {"model": "tiny", "prompt": "Hi", "max_tokens": 64, "block_length": 64, "steps": 64}
+LONG = {"model": "tiny", "prompt": "Hi", "max_tokens": 48, "block_length": 48, "steps": 48}
 
 
 def _stream(url: str, body: dict, out: dict) -> None:
@@ -77,10 +77,11 @@ def test_sigterm_refuses_new_work_finishes_in_flight_and_exits_0(tiny_checkpoint
         url = f"http://127.0.0.1:{server.port}"
         streamed, plain, threads = _in_flight(url)
         server.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while (ready := httpx.get(url + "/ready", timeout=10)).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
         refused = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "Hi", "max_tokens": 4},
                              timeout=10)
-        ready = httpx.get(url + "/ready", timeout=10)
         still_running = any(t.is_alive() for t in threads)
         for t in threads:
             t.join(60)
