@@ -129,36 +129,41 @@ class Engine:
                 self.fault_hook([r.request.request_id for r in rows])
             records += self._advance()
             self.scheduler.stepped()
-        except torch.OutOfMemoryError as error:
-            for generator, state in rng:  # the retried step draws the same noise
+        except Exception as error:  # narrow the failure down to its rows; the engine stays usable
+            for generator, state in rng:  # a retried step draws the same noise
                 generator.set_state(state)
-            records += self._split_after_oom(rows, error)
-        except Exception as error:  # fail this batch only; the engine stays usable
-            log.exception("decode step failed for requests %s", [r.request.request_id for r in rows])
-            records += [self._terminal(r.request, "error", f"{type(error).__name__}: {error}") for r in rows]
-            self.batch.keep([])
+            records += self._split_after_failure(rows, error)
         return records
 
     # --- internals ----------------------------------------------------------------------
-    def _split_after_oom(self, rows, error) -> list[StepRecord]:
+    def _split_after_failure(self, rows, error: Exception) -> list[StepRecord]:
         """Keep the first half of the batch and send the rest back to the front of the queue.
 
-        A step mutates nothing before it has all its results, so the kept rows continue where
-        they were; the requeued ones restart from their first step with the same seed, so
-        their text is unchanged. A single row that still does not fit fails on its own.
+        Out of memory is usually the batch's size; any other exception may be one row's
+        doing. Halving (with the batch size capped for a while) isolates it: a step changes
+        nothing before it has all its results, so kept rows continue where they were, and
+        requeued ones restart from their first step with the same seed and the same text. A
+        row that fails on its own ends with an error record.
         """
-        if self.loaded.device.type == "cuda":
+        oom = isinstance(error, torch.OutOfMemoryError)
+        if oom and self.loaded.device.type == "cuda":
             torch.cuda.empty_cache()
         ids = [r.request.request_id for r in rows]
         if len(rows) == 1:
-            log.error("request %s does not fit in memory on its own: %s", ids[0], error)
+            if oom:
+                message = "out of memory: this request does not fit on the device"
+            else:
+                message = f"{type(error).__name__}: {error}"
+            log.error("decode step failed for request %s", ids[0], exc_info=error)
             self.batch.keep([])
-            return [self._terminal(rows[0].request, "error", "out of memory: this request does not fit on the device")]
+            return [self._terminal(rows[0].request, "error", message)]
         half = len(rows) // 2
-        log.warning("out of memory with %d rows; continuing with %d, requeueing %s", len(rows), half, ids[half:])
+        log.warning("%s with %d rows; continuing with %d, requeueing %s",
+                    "out of memory" if oom else f"step failed ({type(error).__name__}: {error})",
+                    len(rows), half, ids[half:])
         self.batch.keep(list(range(half)))
         self.scheduler.requeue_first(r.request for r in rows[half:])
-        self.scheduler.out_of_memory(half)
+        self.scheduler.shrink(half)
         return []
 
     def _terminal(self, request: DecodeRequest, finish: str, error: str | None = None, index: int | None = None) -> StepRecord:

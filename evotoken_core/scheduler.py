@@ -14,12 +14,12 @@ from .decoding.records import DecodeRequest
 
 
 class Scheduler:
-    RECOVERY_STEPS = 200  # steps without running out of memory before the full batch is allowed again
+    RECOVERY_STEPS = 200  # steps without a failure before the full batch is allowed again
 
     def __init__(self, max_batch_size: int):
         self.max_batch_size = max_batch_size
-        self.batch_cap = max_batch_size  # lowered after running out of memory
-        self._steps_since_oom = 0
+        self.batch_cap = max_batch_size  # lowered while a failing batch is narrowed down
+        self._steps_since_failure = 0
         self._lock = threading.Lock()
         self._pending: deque[DecodeRequest] = deque()
         self._cancelled: set[str] = set()
@@ -52,9 +52,10 @@ class Scheduler:
             self._pending.extendleft(reversed(list(requests)))
 
     def stepped(self) -> None:
-        self._steps_since_oom += 1
-        if self._steps_since_oom >= self.RECOVERY_STEPS:
+        self._steps_since_failure += 1
+        if self._steps_since_failure >= self.RECOVERY_STEPS:
             self.batch_cap = self.max_batch_size
 
-    def out_of_memory(self, rows_that_fit: int) -> None:
-        self.batch_cap, self._steps_since_oom = rows_that_fit, 0
+    def shrink(self, rows: int) -> None:
+        """At most `rows` in a batch until RECOVERY_STEPS steps have passed without a failure."""
+        self.batch_cap, self._steps_since_failure = rows, 0

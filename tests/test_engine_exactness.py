@@ -181,7 +181,25 @@ def test_cancel_removes_only_that_request(f64):
     assert rest[0].gen_ids.tolist() == solo(f64, keep.prompt_ids, keep.settings)[0]
 
 
-def test_a_failing_step_fails_its_batch_and_the_engine_goes_on(f64):
+def test_a_request_whose_step_always_fails_fails_alone(f64):
+    engine = Engine(f64)
+
+    def fault(ids):
+        if "bad" in ids:
+            raise RuntimeError("injected fault")
+
+    engine.fault_hook = fault
+    requests = [DecodeRequest(f"r{i}", PROMPTS[i % 3], MIXED[i]) for i in range(4)]
+    requests.insert(1, DecodeRequest("bad", PROMPTS[0], MIXED[0]))
+    finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
+    assert finals["bad"].finish == "error" and "injected fault" in finals["bad"].error
+    for r in requests:
+        if r.request_id != "bad":
+            assert finals[r.request_id].finish == "completed"
+            assert finals[r.request_id].gen_ids.tolist() == solo(f64, r.prompt_ids, r.settings)[0]
+
+
+def test_a_failing_step_of_a_lone_request_fails_it_and_the_engine_goes_on(f64):
     engine = Engine(f64)
 
     def fault(ids):

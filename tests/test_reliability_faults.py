@@ -45,7 +45,8 @@ def live(tiny_checkpoint):
 
 @pytest.fixture
 def hook(live):
-    """Install a fault hook for one test; always removed, and the server left idle."""
+    """Install a fault hook for one test; always removed, the server left idle, and the batch
+    size a failure lowered restored (the engine would otherwise hold it down for 200 steps)."""
     engine = live.worker.engine
 
     def install(fn):
@@ -54,6 +55,7 @@ def hook(live):
     yield install
     engine.fault_hook = None
     _wait_idle(live)
+    engine.scheduler.batch_cap = engine.scheduler.max_batch_size
 
 
 def _wait_idle(live, seconds: float = 15) -> None:
@@ -130,22 +132,25 @@ def test_a_client_that_leaves_is_cancelled_within_one_step_and_its_batch_mate_is
 
 # --- a step that raises ---------------------------------------------------------------------------
 
-def test_a_step_that_raises_fails_the_rows_it_was_stepping_and_the_engine_goes_on(live, hook):
-    """max_batch_size 2: two requests step together and fail; the third waits, then runs fine."""
+def test_a_step_that_raises_for_one_request_fails_only_that_request(live, hook):
+    """The fault follows one row (the first one seen in a shared step): the engine narrows
+    the failing batch down to it, so only its request fails and its batch-mates' answers
+    equal their solo answers."""
     bodies = [{**SHORT, "prompt": p} for p in ("The quick", "Hello", "Sort the list")]
     alone = [_text(_post(live, b)) for b in bodies]
-    failed: list[list[str]] = []
+    victim: list[str] = []
 
-    def fail_the_first_shared_step(ids):
+    def fail_one_row(ids):
         time.sleep(0.02)
-        if len(ids) == 2 and not failed:
-            failed.append(list(ids))
+        if len(ids) == 2 and not victim:
+            victim.append(ids[0])
+        if victim and victim[0] in ids:
             raise RuntimeError("injected fault in a step")
 
-    hook(fail_the_first_shared_step)
+    hook(fail_one_row)
     responses = _in_threads(live, bodies)
     statuses = [r.status_code for r in responses]
-    assert sorted(statuses) == [200, 500, 500], [r.text for r in responses]
+    assert sorted(statuses) == [200, 200, 500], [r.text for r in responses]
     for r, expected in zip(responses, alone):
         if r.status_code == 500:
             err = r.json()["error"]
@@ -176,8 +181,7 @@ def test_out_of_memory_splits_the_batch_and_every_answer_is_unchanged(live, hook
 
 
 def test_a_row_that_does_not_fit_alone_gets_a_clean_error_and_its_mates_are_unaffected(live, hook):
-    """Runs after the split test, so the engine still holds its batch down after that OOM; the
-    poisoned row fails alone either way."""
+    """The poisoned row fails alone; its batch-mates' answers are unchanged."""
     engine = live.worker.engine
     poison = engine.loaded.tokenizer.encode("Sort the list")
     bodies = [{**SHORT, "prompt": p} for p in ("The quick", "Sort the list", "Hello")]
