@@ -104,6 +104,8 @@ def _http_runs(args, prompts, settings, levels) -> list[Run]:
     if args.base_url:
         return [run_http(args.base_url, prompts, settings, c, args.api_key) for c in levels]
     extra = ["--max-batch-size", str(max(levels)), "--dtype", args.dtype]
+    if args.threads:
+        extra += ["--threads", str(args.threads)]
     with ServerProcess(args.model, extra) as server:
         return [run_http(server.base_url, prompts, settings, c) for c in levels]
 

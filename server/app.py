@@ -89,7 +89,8 @@ async def _start(app: FastAPI, settings: Settings) -> None:
         if loaded.tokenizer is None:
             raise StartupError(f"{loaded.path} has no tokenizer; the server needs one")
         engine = Engine(loaded, max_batch_size=settings.max_batch_size)
-        worker = EngineWorker(engine, settings.max_batch_size, settings.max_queue, state.metrics)
+        worker = EngineWorker(engine, settings.max_batch_size, settings.max_queue, state.metrics,
+                              threads=settings.threads)
         state.metrics.track_engine(lambda: engine.pending_count, lambda: engine.active_count)
         state.serving = Serving(loaded, worker, settings, state.metrics, state.model_ids)
         worker.start()

@@ -80,6 +80,9 @@ class ModelSettings(BaseSettings):
     lora: str | None = Field(None, description="PEFT LoRA adapter (directory or hub id) applied at load.")
     merge_lora: bool = Field(False, description="Fold the LoRA weights into the base model at load.")
     device: str | None = Field(None, description="Torch device (default: cuda when available, else cpu).")
+    threads: int | None = Field(
+        None, ge=1, description="Torch CPU threads for decoding (default: torch's choice). On a "
+        "shared or busy machine 1 can be many times faster than oversubscribed cores.")
     dtype: Literal["float32", "bfloat16", "float16", "float64"] = Field(
         "float32", description="Weight and activation dtype.")
     served_model_name: str | None = Field(

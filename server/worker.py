@@ -62,8 +62,10 @@ class Sink:
 
 
 class EngineWorker:
-    def __init__(self, engine, max_batch_size: int, max_queue: int, metrics: Metrics | None = None):
+    def __init__(self, engine, max_batch_size: int, max_queue: int, metrics: Metrics | None = None,
+                 threads: int | None = None):
         self.engine = engine
+        self.threads = threads  # torch's intra-op threads, set on the stepping thread itself
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.metrics = metrics
@@ -148,6 +150,10 @@ class EngineWorker:
     # --- the thread ------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
             while not self._stopping.is_set():
                 self._wake.clear()
                 if self.engine.active_count == 0 and self.engine.pending_count == 0:
