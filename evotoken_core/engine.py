@@ -198,8 +198,9 @@ class Engine:
 
         # 1. the forward pass, and logits only where this step needs them
         region = self.runner.run(b, rows, settings)
-        t1 = time.perf_counter()
-        logits_r = prepare_logits(self.model.logits(region.hidden), self.mask_id)   # (B, N, V)
+        logits = self.model.logits(region.hidden)
+        t1 = time.perf_counter()  # the model forward ends with its output head
+        logits_r = prepare_logits(logits, self.mask_id)                         # (B, N, V)
         lse_r = logits_r.logsumexp(-1)
         V = logits_r.shape[-1]
         logits_b = logits_r.gather(1, region.block_index[..., None].expand(-1, -1, V))  # (B, W, V)
