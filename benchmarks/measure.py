@@ -44,11 +44,12 @@ class Run:
     def row(self) -> dict:
         steps = max(self.forwards, 1)
         out = {k: v for k, v in asdict(self).items() if k != "answers"}
-        out["peak_mb"] = round(self.peak_mb, 1)
+        out["peak_mb"] = round(self.peak_mb, 1) if self.peak_mb else None
         out["seconds"] = round(self.seconds, 3)
+        counted = self.forwards > 0  # HTTP runs see answers, not the engine's forward passes
         out.update(tok_s=round(self.tok_s, 2), s_per_request=round(self.s_per_request, 4),
-                   nfe_per_request=round(self.nfe_total / self.requests, 2),
-                   tokens_per_forward=round(self.answer_tokens / steps, 3),
+                   nfe_per_request=round(self.nfe_total / self.requests, 2) if counted else None,
+                   tokens_per_forward=round(self.answer_tokens / steps, 3) if counted else None,
                    ms_per_step=round(1000 * (self.forward_s + self.decode_s) / steps, 3) if self.forward_s else None,
                    decode_share=round(self.decode_s / (self.forward_s + self.decode_s), 4) if self.forward_s else None)
         return out
