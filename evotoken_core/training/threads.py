@@ -14,13 +14,14 @@ import torch
 
 
 class AdaptiveThreads:
-    """Every `period` steps, run `probe` steps with the other thread count and keep the faster."""
+    """Every `period` steps, run `probe` steps with the other thread count and keep the faster
+    (medians, since single steps swing with the neighbours' load)."""
 
-    def __init__(self, choices: tuple[int, ...] | None = None, period: int = 60, probe: int = 4):
+    def __init__(self, choices: tuple[int, ...] | None = None, period: int = 20, probe: int = 3):
         cores = os.cpu_count() or 1
         self.choices = choices or tuple(sorted({1, min(2, cores)}))
         self.period, self.probe = period, probe
-        self.current = self.choices[-1]
+        self.current = self.choices[0]  # 1 thread is never catastrophic; 2 must prove itself
         self.recent: list[float] = []   # step times with the current count
         self.trial: list[float] = []    # step times with the probed count
         self.probing: int | None = None
