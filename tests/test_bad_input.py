@@ -3,7 +3,7 @@
 Cases already pinned in test_server_api.py (block_length 0, k_soft too large, alpha 1.5,
 steps that do not divide or exceed the tokens, 17 stop strings, malformed JSON, an unknown
 model, a prompt or max_tokens past the context, an empty messages list, an unknown role) are
-not repeated here; these are the rest of issue 8's list.
+not repeated here; these are the rest of the hostile-input cases.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Validators: the compose-spec JSON schema as vendored by check-jsonschema (PyPI), and
 promtool (Debian's `prometheus` package) for the Prometheus configs and alert rules. On top
-of the schemas, the structure tests pin what the issue promises an operator.
+of the schemas, the structure tests pin what the deployment promises an operator.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shipped nginx config: the directives the issue promises, and `nginx -t` from Debian's
+"""The shipped nginx config: the directives the deployment promises, and `nginx -t` from Debian's
 nginx on a test config generated from deploy/nginx/evotoken.conf by swapping the compose
 service names for loopback ports, so what is tested is what ships. The end-to-end test
 through it is test_deploy_nginx_e2e.py.
