@@ -19,13 +19,7 @@ import torch
 
 from .decoding.batch import BatchState
 from .decoding.records import DecodeRequest, StepRecord, TokenState
-from .decoding.rules import (
-    build_soft_state,
-    compute_dtype,
-    gumbel_argmax,
-    prepare_logits,
-    unmask_selection,
-)
+from .decoding.rules import build_soft_state, compute_dtype, gumbel_argmax, prepare_logits, unmask_selection
 from .decoding.schedule import transfer_count_at
 from .decoding.settings import SettingsError
 from .model.loading import LoadedModel
@@ -284,36 +278,10 @@ class Engine:
                       lift(top_probs, zeros(t["top_w"])).float().cpu(), share.float().cpu())
         t.update(new)
         t["ids"][:, b.P:] = gen
-        records = self._records(gen, states, confirmed, finished, block_before, detail)
+        records = b.emit_records(gen, states, confirmed, finished, block_before, detail)
         self.stats.steps += 1
         self.stats.forwards += 1
         self.stats.rows_stepped += len(rows)
         self.stats.forward_s += t1 - t0
         self.stats.decode_s += time.perf_counter() - t1
-        return records
-
-    def _records(self, gen, states, confirmed, finished, block_before, detail) -> list[StepRecord]:
-        b = self.batch
-        gen_c, states_c = gen.cpu(), states.cpu()
-        meta = torch.stack([confirmed, finished.long(), block_before, b.t["nfe"], b.t["block"]], 1).tolist()
-        records, keep = [], []
-        for i, row in enumerate(b.rows):
-            s, rid = row.request.settings, row.request.request_id
-            conf_i, fin, blk, nfe, block_after = meta[i]
-            if block_after != row.block:
-                row.block, row.cache_fresh = block_after, False
-            G = s.gen_length
-            rec = StepRecord(rid, row.steps_done, blk, nfe, gen_c[i, :G], states_c[i, :G], conf_i,
-                             blk * s.block_length, (blk + 1) * s.block_length)
-            if detail is not None and row.request.want_steps:
-                c, ti, tp, share = detail
-                rec.conf, rec.top_ids, rec.top_probs = c[i, :G], ti[i, :G, : s.k_soft], tp[i, :G, : s.k_soft]
-                rec.mask_share = share[i, :G]
-            row.steps_done += 1
-            if fin:
-                rec.finish = "completed"
-            else:
-                keep.append(i)
-            records.append(rec)
-        b.keep(keep)
         return records

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .records import DecodeRequest
+from .records import DecodeRequest, StepRecord
 
 
 @dataclass
@@ -180,6 +180,33 @@ class BatchState:
                 t = self.t[name][:, :G]
                 self.t[name] = t[..., :K] if t.dim() == 3 else t
         self.P, self.G, self.K = P, G, K
+
+    def emit_records(self, gen, states, confirmed, finished, block_before, detail) -> list[StepRecord]:
+        """One record per row from this step's results (moved to the CPU together); rows
+        that finished leave the batch."""
+        gen_c, states_c = gen.cpu(), states.cpu()
+        meta = torch.stack([confirmed, finished.long(), block_before, self.t["nfe"], self.t["block"]], 1).tolist()
+        records, keep = [], []
+        for i, row in enumerate(self.rows):
+            s, rid = row.request.settings, row.request.request_id
+            conf_i, fin, blk, nfe, block_after = meta[i]
+            if block_after != row.block:
+                row.block, row.cache_fresh = block_after, False
+            G = s.gen_length
+            rec = StepRecord(rid, row.steps_done, blk, nfe, gen_c[i, :G], states_c[i, :G], conf_i,
+                             blk * s.block_length, (blk + 1) * s.block_length)
+            if detail is not None and row.request.want_steps:
+                c, ti, tp, share = detail
+                rec.conf, rec.top_ids, rec.top_probs = c[i, :G], ti[i, :G, : s.k_soft], tp[i, :G, : s.k_soft]
+                rec.mask_share = share[i, :G]
+            row.steps_done += 1
+            if fin:
+                rec.finish = "completed"
+            else:
+                keep.append(i)
+            records.append(rec)
+        self.keep(keep)
+        return records
 
     # --- derived views ---------------------------------------------------------------------
     @property
