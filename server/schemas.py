@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
 from evotoken_core.decoding import DecodeSettings, SettingsError
 
@@ -33,26 +33,26 @@ class _GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None  # OpenAI requires it; absent here means the served model
-    frequency_penalty: float | None = None
+    frequency_penalty: StrictFloat | None = None
     logit_bias: dict[str, float] | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1, le=MAX_N)
-    presence_penalty: float | None = None
-    seed: int | None = None
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    n: StrictInt = Field(1, ge=1, le=MAX_N)
+    presence_penalty: StrictFloat | None = None
+    seed: StrictInt | None = None
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = None
+    temperature: StrictFloat | None = Field(None, ge=0, le=2)
+    top_p: StrictFloat | None = None
     user: str | None = None
 
     # --- EvoToken extras (sent by the OpenAI SDK with `extra_body=`) ---------------------------
-    steps: int | None = None
-    block_length: int | None = None
-    k_soft: int | None = None
-    alpha_soft_mask: float | None = None
+    steps: StrictInt | None = None
+    block_length: StrictInt | None = None
+    k_soft: StrictInt | None = None
+    alpha_soft_mask: StrictFloat | None = None
     remasking: Literal["low_confidence", "random"] | None = None
-    threshold: float | None = None
+    threshold: StrictFloat | None = None
     decoding: Literal["evotoken", "hard_mask"] | None = None
     cache: Literal["none", "prefix", "dual"] | None = None
     stream_steps: bool | Literal["full"] = False
@@ -164,7 +164,7 @@ class ChatCompletionRequest(_GenerationRequest):
     function_call: str | dict[str, Any] | None = None
     functions: list[dict[str, Any]] | None = None
     logprobs: bool | None = None
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
     metadata: dict[str, str] | None = None
     modalities: list[str] | None = None
     parallel_tool_calls: bool | None = None
@@ -177,7 +177,7 @@ class ChatCompletionRequest(_GenerationRequest):
     store: bool | None = None
     tool_choice: str | dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
-    top_logprobs: int | None = None
+    top_logprobs: StrictInt | None = None
     verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
 
@@ -227,9 +227,9 @@ Prompt = str | list[str] | list[int] | list[list[int]]
 
 class CompletionRequest(_GenerationRequest):
     prompt: Prompt
-    best_of: int | None = None
+    best_of: StrictInt | None = None
     echo: bool | None = None
-    logprobs: int | None = None
+    logprobs: StrictInt | None = None
     suffix: str | None = None
 
     def check_supported(self) -> None:

@@ -56,6 +56,10 @@ def _invalid(response, param: str | None = None, status: int = 400) -> dict:
     ({"temperature": [0.5]}, "temperature"),
     ({"stream": {"on": True}}, "stream"),
     ({"n": 2.5}, "n"),
+    ({"alpha_soft_mask": False}, "alpha_soft_mask"),  # JSON booleans are not numbers
+    ({"threshold": True}, "threshold"),
+    ({"max_tokens": True}, "max_tokens"),
+    ({"temperature": False}, "temperature"),
 ])
 def test_bad_completion_values_are_400_naming_the_param(app, extra, param):
     _invalid(app.post(TEXT, {"prompt": "Hello", "max_tokens": 8, **extra}), param)
