@@ -181,32 +181,35 @@ def test_cancel_removes_only_that_request(f64):
     assert rest[0].gen_ids.tolist() == solo(f64, keep.prompt_ids, keep.settings)[0]
 
 
-def test_a_request_whose_step_always_fails_fails_alone(f64):
-    engine = Engine(f64)
+def fail_when(predicate, error: Exception):
+    """A fault hook that raises `error` whenever `predicate(row ids of the step)` holds."""
+    def hook(ids):
+        if predicate(ids):
+            raise error
+    return hook
 
-    def fault(ids):
-        if "bad" in ids:
-            raise RuntimeError("injected fault")
 
-    engine.fault_hook = fault
-    requests = [DecodeRequest(f"r{i}", PROMPTS[i % 3], MIXED[i]) for i in range(4)]
-    requests.insert(1, DecodeRequest("bad", PROMPTS[0], MIXED[0]))
-    finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
-    assert finals["bad"].finish == "error" and "injected fault" in finals["bad"].error
+def assert_batch_mates_unchanged(f64, finals, requests, failed=()):
+    """Every request not in `failed` completed with exactly its solo answer."""
     for r in requests:
-        if r.request_id != "bad":
+        if r.request_id not in failed:
             assert finals[r.request_id].finish == "completed"
             assert finals[r.request_id].gen_ids.tolist() == solo(f64, r.prompt_ids, r.settings)[0]
 
 
+def test_a_request_whose_step_always_fails_fails_alone(f64):
+    engine = Engine(f64)
+    engine.fault_hook = fail_when(lambda ids: "bad" in ids, RuntimeError("injected fault"))
+    requests = [DecodeRequest(f"r{i}", PROMPTS[i % 3], MIXED[i]) for i in range(4)]
+    requests.insert(1, DecodeRequest("bad", PROMPTS[0], MIXED[0]))
+    finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
+    assert finals["bad"].finish == "error" and "injected fault" in finals["bad"].error
+    assert_batch_mates_unchanged(f64, finals, requests, failed={"bad"})
+
+
 def test_a_failing_step_of_a_lone_request_fails_it_and_the_engine_goes_on(f64):
     engine = Engine(f64)
-
-    def fault(ids):
-        if "bad" in ids:
-            raise RuntimeError("injected fault")
-
-    engine.fault_hook = fault
+    engine.fault_hook = fail_when(lambda ids: "bad" in ids, RuntimeError("injected fault"))
     engine.submit(DecodeRequest("bad", PROMPTS[0], MIXED[0]))
     records = engine.step()
     assert [r.finish for r in records] == ["error"] and "injected fault" in records[0].error
@@ -218,29 +221,16 @@ def test_a_failing_step_of_a_lone_request_fails_it_and_the_engine_goes_on(f64):
 def test_out_of_memory_splits_the_batch_and_nothing_changes(f64):
     requests = [DecodeRequest(f"r{i}", PROMPTS[i % 3], s) for i, s in enumerate(MIXED)]
     engine = Engine(f64)
-
-    def fault(ids):
-        if len(ids) > 2:
-            raise torch.OutOfMemoryError("injected: too many rows")
-
-    engine.fault_hook = fault
+    engine.fault_hook = fail_when(lambda ids: len(ids) > 2, torch.OutOfMemoryError("injected: too many rows"))
     finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
     assert engine.batch_cap <= 2
-    for r in requests:
-        assert finals[r.request_id].finish == "completed"
-        assert finals[r.request_id].gen_ids.tolist() == solo(f64, r.prompt_ids, r.settings)[0]
+    assert_batch_mates_unchanged(f64, finals, requests)
 
 
 def test_a_row_that_never_fits_fails_alone(f64):
     engine = Engine(f64)
-
-    def fault(ids):
-        if "huge" in ids:
-            raise torch.OutOfMemoryError("injected")
-
-    engine.fault_hook = fault
+    engine.fault_hook = fail_when(lambda ids: "huge" in ids, torch.OutOfMemoryError("injected"))
     requests = [DecodeRequest("huge", PROMPTS[0], MIXED[0]), DecodeRequest("ok", PROMPTS[1], MIXED[1])]
     finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
     assert finals["huge"].finish == "error" and "out of memory" in finals["huge"].error
-    assert finals["ok"].finish == "completed"
-    assert finals["ok"].gen_ids.tolist() == solo(f64, PROMPTS[1], MIXED[1])[0]
+    assert_batch_mates_unchanged(f64, finals, requests, failed={"huge"})
