@@ -27,7 +27,7 @@ if [[ $stage == pretrain || $stage == all ]]; then
         --out "$RUNS/pretrain" --seed 0 --threads "$THREADS" \
         --d-model 256 --n-layers 6 --n-heads 4 --mlp-hidden-size 704 \
         --batch-size 64 --lr 1.5e-3 --warmup-steps 100 --min-lr-ratio 0.1 --weight-decay 0.1 \
-        --steps 5000 --time-budget-min "$PRETRAIN_MIN" \
+        --steps "${PRETRAIN_STEPS:-30000}" --time-budget-min "$PRETRAIN_MIN" \
         --answer-length 40 --pad-weight 0.1 \
         --tasks arith:0.7,countdown:0.15,demo:0.15 \
         --level-start 0.4,0.4,0.2 --level-end 0.15,0.3,0.55 --curriculum-steps 600 \
@@ -42,7 +42,7 @@ if [[ $stage == cts || $stage == all ]]; then
     $PY -m evotoken_core.training.cli cts \
         --base "$RUNS/pretrain" --out "$RUNS/cts" --seed 1 --threads "$THREADS" \
         --batch-size 24 --lr 3e-4 --warmup-steps 20 --min-lr-ratio 0.1 \
-        --steps 3000 --time-budget-min "$CTS_MIN" \
+        --steps "${CTS_STEPS:-10000}" --time-budget-min "$CTS_MIN" \
         --answer-length 40 --pad-weight 0.1 \
         --tasks arith:0.7,countdown:0.15,demo:0.15 \
         --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
