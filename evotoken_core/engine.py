@@ -150,7 +150,9 @@ class Engine:
                 message = f"{type(error).__name__}: {error}"
             log.error("decode step failed for request %s", ids[0], exc_info=error)
             self.batch.keep([])
-            return [self._terminal(rows[0].request, "error", message)]
+            record = self._terminal(rows[0].request, "error", message)
+            record.error_kind = "out_of_memory" if oom else "step_failed"
+            return [record]
         half = len(rows) // 2
         log.warning("%s with %d rows; continuing with %d, requeueing %s",
                     "out of memory" if oom else f"step failed ({type(error).__name__}: {error})",

@@ -91,6 +91,14 @@ def unavailable(message: str) -> APIError:
     return APIError(503, message, type="server_error", code="service_unavailable")
 
 
+def does_not_fit(message: str) -> APIError:
+    """A request that runs out of device memory even as the only row: retrying it here cannot
+    succeed, so it is the client's 400, not a 5xx for a load balancer to retry."""
+    return APIError(400, f"The request does not fit in this server's device memory ({message}); "
+                    "shorten the prompt or lower max_tokens or n.",
+                    param="max_tokens", code="request_too_large")
+
+
 def engine_failed(message: str) -> APIError:
     return APIError(500, f"Decoding failed: {message}", type="server_error", code="engine_error")
 

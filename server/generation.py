@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from evotoken_core.decoding import DecodeRequest, StepRecord
 from evotoken_core.text import TextAssembler
 
-from .errors import APIError, engine_failed, queue_timeout, unavailable
+from .errors import APIError, does_not_fit, engine_failed, queue_timeout, unavailable
 from .metrics import Metrics
 from .worker import EngineWorker, RowFailure, Sink
 
@@ -190,6 +190,8 @@ def _failure_of(item: StepRecord | RowFailure) -> APIError | None:
     if isinstance(item, RowFailure):
         return APIError(item.status, item.message, type="server_error",
                         code="engine_error" if item.status == 500 else "service_unavailable")
+    if item.finish == "error" and item.error_kind == "out_of_memory":
+        return does_not_fit(item.error or "out of memory")
     if item.finish == "error":
         return engine_failed(item.error or "unknown engine error")
     if item.finish == "cancelled":

@@ -204,6 +204,7 @@ def test_a_request_whose_step_always_fails_fails_alone(f64):
     requests.insert(1, DecodeRequest("bad", PROMPTS[0], MIXED[0]))
     finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
     assert finals["bad"].finish == "error" and "injected fault" in finals["bad"].error
+    assert finals["bad"].error_kind == "step_failed"
     assert_batch_mates_unchanged(f64, finals, requests, failed={"bad"})
 
 
@@ -233,4 +234,5 @@ def test_a_row_that_never_fits_fails_alone(f64):
     requests = [DecodeRequest("huge", PROMPTS[0], MIXED[0]), DecodeRequest("ok", PROMPTS[1], MIXED[1])]
     finals = {r.request_id: r for r in engine.stream(requests) if r.finished}
     assert finals["huge"].finish == "error" and "out of memory" in finals["huge"].error
+    assert finals["huge"].error_kind == "out_of_memory"
     assert_batch_mates_unchanged(f64, finals, requests, failed={"huge"})

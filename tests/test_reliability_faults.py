@@ -194,8 +194,10 @@ def test_a_row_that_does_not_fit_alone_gets_a_clean_error_and_its_mates_are_unaf
     hook(oom_with_poison)
     ok_a, bad, ok_c = _in_threads(live, bodies)
     err = bad.json()["error"]
-    assert bad.status_code == 500 and err["type"] == "server_error" and err["code"] == "engine_error"
-    assert "out of memory" in err["message"] and set(err) == {"message", "type", "param", "code"}
+    # retrying it cannot help, so it is the client's 400 (a 5xx would invite load-balancer retries)
+    assert bad.status_code == 400 and err["type"] == "invalid_request_error" and err["code"] == "request_too_large"
+    assert err["param"] == "max_tokens" and "out of memory" in err["message"]
+    assert set(err) == {"message", "type", "param", "code"}
     assert [_text(ok_a), _text(ok_c)] == alone
 
 

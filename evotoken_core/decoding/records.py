@@ -39,7 +39,8 @@ class StepRecord:
 
     Tensors are on the CPU and cover the request's whole generated region (gen_length).
     `finish` is None while the request runs; its last record carries "completed",
-    "cancelled" or "error" (with `error`).
+    "cancelled" or "error" (with `error`, and `error_kind`: "out_of_memory" when the request
+    does not fit on the device even alone, "step_failed" for any other failure).
     """
 
     request_id: str
@@ -57,6 +58,7 @@ class StepRecord:
     mask_share: torch.Tensor | None = None  # (G,) weight of the mask embedding in the soft input
     finish: str | None = None
     error: str | None = None
+    error_kind: str | None = None
 
     @property
     def finished(self) -> bool:
