@@ -30,6 +30,22 @@ def test_prompt_ids_bypass_the_tokenizer_and_equal_the_templated_prompt(tiny_che
     assert raw["generated_ids"] != by_text["generated_ids"]
 
 
+def test_task_flag_sends_the_prompt_evaluation_sends(tiny_checkpoint, tiny_tokenizer, capsys):
+    """`--task arith` renders the user turn exactly as `evotoken eval` does (question +
+    instruction line), so the demo model sees the layout it was trained on."""
+    from evotoken_core.data.prompts import render_prompt
+
+    question = "Tom has 3 bags with 4 pens in each. How many pens does Tom have?"
+    ids = tiny_tokenizer(render_prompt(tiny_tokenizer, question, "arith"), add_special_tokens=False).input_ids
+    common = ["--model", str(tiny_checkpoint), "--gen-length", "16", "--block-length", "8", "--steps", "8", "--json"]
+    main(["generate", "--prompt", question, "--task", "arith", *common])
+    with_task = json.loads(capsys.readouterr().out)
+    main(["generate", "--prompt-ids", ",".join(map(str, ids)), *common])
+    assert with_task["generated_ids"] == json.loads(capsys.readouterr().out)["generated_ids"]
+    main(["generate", "--prompt", question, *common])
+    assert json.loads(capsys.readouterr().out)["generated_ids"] != with_task["generated_ids"]
+
+
 def test_show_steps_prints_each_step_when_not_a_terminal(tiny_checkpoint, capsys):
     main(["generate", "--model", str(tiny_checkpoint), "--prompt", "hi", "--gen-length", "16",
           "--block-length", "8", "--steps", "8", "--show-steps", "--no-early-end"])

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from ..data.prompts import INSTRUCTIONS, user_message
 from ..decoding import DecodeRequest, SettingsError
 from ..engine import Engine
 from ..model import ModelNotFoundError
@@ -20,6 +21,9 @@ def add_generate_parser(subparsers) -> argparse.ArgumentParser:
     inp = p.add_argument_group("input")
     inp.add_argument("--prompt", default=None, help="the user message (or raw text with --no-chat-template)")
     inp.add_argument("--no-chat-template", action="store_true", help="send the prompt as raw text")
+    inp.add_argument("--task", choices=sorted(INSTRUCTIONS), default=None,
+                     help="append the task's instruction line to the prompt, as `evotoken eval` does "
+                          "(the demo model answers in the boxed format only with it)")
     inp.add_argument("--prompt-ids", default=None, help="exact token ids, e.g. 5,17,42 (no tokenizer, no template)")
     add_model_args(p)
     add_decoding_args(p)
@@ -38,11 +42,12 @@ def prompt_ids_from_args(args, tokenizer) -> list[int]:
             raise SettingsError("prompt_ids", f"--prompt-ids must be comma-separated integers, got {args.prompt_ids!r}") from None
     if args.prompt is None:
         raise SettingsError("prompt", "give --prompt TEXT or --prompt-ids IDS")
+    text = user_message(args.prompt, args.task) if args.task else args.prompt
     if tokenizer is None:
         raise SettingsError("prompt", "this checkpoint has no tokenizer; use --prompt-ids")
     if args.no_chat_template or not getattr(tokenizer, "chat_template", None):
-        return tokenizer(args.prompt, add_special_tokens=False)["input_ids"]
-    return list(tokenizer.apply_chat_template([{"role": "user", "content": args.prompt}],
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return list(tokenizer.apply_chat_template([{"role": "user", "content": text}],
                                               add_generation_prompt=True, tokenize=True, return_dict=False))
 
 
