@@ -91,7 +91,8 @@ async def _start(app: FastAPI, settings: Settings) -> None:
         engine = Engine(loaded, max_batch_size=settings.max_batch_size)
         worker = EngineWorker(engine, settings.max_batch_size, settings.max_queue, state.metrics,
                               threads=settings.threads)
-        state.metrics.track_engine(lambda: engine.pending_count, lambda: engine.active_count)
+        state.metrics.track_engine(lambda: engine.pending_count, lambda: engine.active_count,
+                                   lambda: engine.batch_cap)
         state.serving = Serving(loaded, worker, settings, state.metrics, state.model_ids)
         worker.start()
         warm = DecodeRequest("warm-up", prompt_ids=[loaded.end_ids[0] if loaded.end_ids else 0],

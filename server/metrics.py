@@ -26,6 +26,9 @@ class Metrics:
                                 ["route", "status"], registry=r)
         self.queue_depth = Gauge("evotoken_queue_depth", "Rows waiting for a batch slot", registry=r)
         self.active_rows = Gauge("evotoken_active_rows", "Rows in the running batch", registry=r)
+        self.batch_cap = Gauge("evotoken_batch_cap", "Most rows allowed to share a step now: the "
+                               "configured maximum, lowered for a while after a step runs out of memory",
+                               registry=r)
         self.step_seconds = Histogram("evotoken_step_seconds", "Latency of one refinement step (one "
                                       "forward pass over the batch)", buckets=STEP_BUCKETS, registry=r)
         self.request_seconds = Histogram("evotoken_request_seconds", "End-to-end latency of generation "
@@ -40,10 +43,12 @@ class Metrics:
                                         registry=r)
         self.row_outcomes = Counter("evotoken_rows", "Rows by how they ended", ["outcome"], registry=r)
 
-    def track_engine(self, queue_depth: Callable[[], float], active_rows: Callable[[], float]) -> None:
+    def track_engine(self, queue_depth: Callable[[], float], active_rows: Callable[[], float],
+                     batch_cap: Callable[[], float]) -> None:
         """Read the gauges from the worker at scrape time, so they are never stale."""
         self.queue_depth.set_function(queue_depth)
         self.active_rows.set_function(active_rows)
+        self.batch_cap.set_function(batch_cap)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -178,6 +179,9 @@ def test_out_of_memory_splits_the_batch_and_every_answer_is_unchanged(live, hook
     together = _in_threads(live, bodies)
     assert [_text(r) for r in together] == alone
     assert ooms, "the rows never shared a batch, so nothing was split"
+    # operators see the lowered cap on /metrics until it recovers
+    scrape = httpx.get(live.url + "/metrics").text
+    assert re.search(r"^evotoken_batch_cap 1\.0$", scrape, re.M), scrape
 
 
 def test_a_row_that_does_not_fit_alone_gets_a_clean_error_and_its_mates_are_unaffected(live, hook):
@@ -208,7 +212,7 @@ class EngineThreadKilled(BaseException):
 
 
 def test_a_dead_engine_ends_open_streams_and_answers_503_at_once(tiny_checkpoint):
-    s = LiveServer(_settings(tiny_checkpoint))
+    s = LiveServer(_settings(tiny_checkpoint, request_timeout=1.0))
     try:
         calls = []
 
@@ -224,11 +228,10 @@ def test_a_dead_engine_ends_open_streams_and_answers_503_at_once(tiny_checkpoint
         assert frames[-1] == "[DONE]" and frames[-2]["error"]["code"] == "service_unavailable"
         assert "simulated crash" in frames[-2]["error"]["message"]
         assert sum("evotoken" in f["choices"][0] for f in frames[:-2] if f.get("choices")) == 4
-        started = time.monotonic()
+        # 503 at once, not the 504 that waiting out the 1 s queue timeout would give
         refused = _post(s, {"model": "tiny", "prompt": "Hi", "max_tokens": 4})
         refused_stream = httpx.post(s.url + "/v1/completions", timeout=10,
                                     json={"model": "tiny", "prompt": "Hi", "max_tokens": 4, "stream": True})
-        assert time.monotonic() - started < 2.0
         assert refused.status_code == 503 and refused_stream.status_code == 503
         assert httpx.get(s.url + "/ready").status_code == 503
         assert httpx.get(s.url + "/health").status_code == 503  # a restart is the cure

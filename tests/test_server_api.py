@@ -503,6 +503,6 @@ def test_a_dead_worker_makes_ready_false_and_requests_503(strict):
     assert "simulated crash" in err["message"]
     assert error_of(strict.get("/ready", headers=AUTH), 503)
     assert error_of(strict.get("/health", headers=AUTH), 503)
-    started = time.monotonic()
+    # A 503, not the 504 this fixture's 0.5 s queue timeout would give: the request was refused
+    # at once instead of waiting in a queue that nothing drains (no wall-clock bound needed).
     error_of(strict.post("/v1/completions", {"prompt": "Hi", "max_tokens": 4}, headers=AUTH), 503)
-    assert time.monotonic() - started < 1.0
