@@ -178,12 +178,14 @@ def test_train_cli_flags_mirror_the_config(tmp_path):
 
 
 # --- the shipped demo model -----------------------------------------------------------
-# An item of the shipped held-out set (arith_test.jsonl, index 81) that the shipped model
-# answers right in both modes at temperature 0. The model is weak (about 1 % on that set, see
-# its MODEL_CARD.md), so this pins the shipped weights and the decode path end to end; it is not
-# evidence of skill.
-EASY_QUESTION = "Sam has 71 books. He buys 17 more and gets 16 from Max. How many books does Sam have now?"
-EASY_ANSWER = "104"
+# Items of the shipped held-out set (arith_test.jsonl, indices 80 and 81) that the shipped model
+# answers right in both modes at temperature 0 with evaluation's settings. The model gets about
+# 10 % of that set right (see its MODEL_CARD.md), so these pin the shipped weights and the decode
+# path end to end; they are not a measure of its skill.
+EASY_ITEMS = [
+    ("Leo has 9 boxes with 8 stickers in each. He also has 8 more stickers. How many stickers does Leo have in all?", "80"),
+    ("Sam has 71 books. He buys 17 more and gets 16 from Max. How many books does Sam have now?", "104"),
+]
 EVAL_SETTINGS = dict(gen_length=40, block_length=8, steps=20, temperature=0.0)  # evotoken eval's defaults
 
 
@@ -206,12 +208,13 @@ def test_shipped_model_is_small_llada_format_with_a_model_card():
 
 
 @pytest.mark.parametrize("decoding", ["evotoken", "hard_mask"])
-def test_shipped_model_answers_an_easy_item(decoding):
+@pytest.mark.parametrize("question,expected", EASY_ITEMS)
+def test_shipped_model_answers_an_easy_item(decoding, question, expected):
     torch.set_flush_denormal(True)
     loaded = load_model(default_model_path(), dtype="float32", device="cpu")
     settings = DecodeSettings(**EVAL_SETTINGS, decoding=decoding)
-    text = answer(loaded, EASY_QUESTION, "arith", settings)
-    assert first_boxed(text) == EASY_ANSWER, text
+    text = answer(loaded, question, "arith", settings)
+    assert first_boxed(text) == expected, text
 
 
 def test_pretrain_only_variant_ships_beside_it():
