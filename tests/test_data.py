@@ -18,9 +18,24 @@ from evotoken_core.data.export import TEST_SETS, render_test_set
 from evotoken_core.eval import countdown_correct, score_countdown
 from evotoken_core.eval.datasets import load_items, shipped_test_set
 
-STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)\.")
+# `a op b = c.`, or with the place-value middle of a sum or difference: `a op b = t ± o = c.`
+STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (?:(\d+) ([-+]) (\d+) = )?(\d+)\.")
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
        "/": lambda a, b: a / b}
+
+
+def parse_steps(reasoning: str) -> list[tuple[int, str, int, int]]:
+    """Every step as (a, op, b, c), after checking its place-value middle when it has one:
+    t is the tens of a op the tens of b, o the ones likewise, and t ± o is c."""
+    steps = []
+    for a, op, b, t, sign, o, c in STEP.findall(reasoning):
+        a, b, c = int(a), int(b), int(c)
+        if t:
+            t, o = int(t), int(o)
+            assert op in "+-" and t == OPS[op](a - a % 10, b - b % 10) > 0, reasoning
+            assert OPS[sign](0, o) == OPS[op](a % 10, b % 10) and OPS[sign](t, o) == c, reasoning
+        steps.append((a, op, b, c))
+    return steps
 ANSWER = re.compile(r"^<reasoning>(.*)</reasoning>\n<answer>\\boxed\{(.*)\}</answer>$", re.DOTALL)
 
 
@@ -36,11 +51,10 @@ def examples() -> list[TrainExample]:
 
 def check_trace(reasoning: str, question: str) -> int:
     """Recompute every `a op b = c.` step; the chain must feed each result into the next step."""
-    steps = STEP.findall(reasoning)
+    steps = parse_steps(reasoning)
     assert steps and STEP.sub("", reasoning).strip() == "", reasoning
     previous = None
     for i, (a, op, b, c) in enumerate(steps):
-        a, b, c = int(a), int(b), int(c)
         assert OPS[op](a, b) == c, reasoning
         if previous is not None:
             assert previous in (a, b), reasoning
@@ -51,7 +65,7 @@ def check_trace(reasoning: str, question: str) -> int:
 
 
 def previous_or(steps, i) -> int | None:
-    return int(steps[i - 1][3]) if i else None
+    return steps[i - 1][3] if i else None
 
 
 def test_every_arithmetic_answer_is_recomputed_correctly(examples):
@@ -67,6 +81,28 @@ def test_every_arithmetic_answer_is_recomputed_correctly(examples):
             assert len(STEP.findall(reasoning)) == ex.level
             assert int(boxed) == check_trace(reasoning, ex.prompt)
         assert 0 <= int(boxed) <= 1000
+
+
+def test_sums_and_differences_are_written_by_place_value():
+    render = arithmetic.render_step
+    assert render(72, "+", 14) == "72 + 14 = 80 + 6 = 86."
+    assert render(78, "+", 14) == "78 + 14 = 80 + 12 = 92."
+    assert render(72, "-", 14) == "72 - 14 = 60 - 2 = 58."
+    assert render(140, "+", 20) == "140 + 20 = 160 + 0 = 160."
+    assert render(7, "+", 4) == "7 + 4 = 11." and render(15, "-", 12) == "15 - 12 = 3."  # ones facts
+    assert render(6, "*", 12) == "6 * 12 = 72." and render(72, "+", 14, place_value=False) == "72 + 14 = 86."
+
+
+def test_trace_style_changes_the_wording_only():
+    """arith and arith_direct draw the same problems from the same seed; only the trace differs."""
+    direct = [sample_train_example(random.Random(s), {2: 1}, {"arith_direct": 1}) for s in range(200)]
+    place = [sample_train_example(random.Random(s), {2: 1}, {"arith": 1}) for s in range(200)]
+    assert [d.prompt for d in direct] == [p.prompt for p in place]
+    for d, p in zip(direct, place):
+        (dr, db), (pr, pb) = ANSWER.match(d.answer).groups(), ANSWER.match(p.answer).groups()
+        assert db == pb and [s[:3] for s in parse_steps(dr)] == [s[:3] for s in parse_steps(pr)]
+        assert all(t == "" for t in re.findall(r"= (?:(\d+) [-+] \d+ = )?\d+\.", dr))
+    assert sum(d.answer != p.answer for d, p in zip(direct, place)) > 100
 
 
 def test_arithmetic_test_rows_are_correct_two_step_problems():
@@ -220,4 +256,5 @@ def test_every_arithmetic_kind_handles_its_extreme_numbers(highest):
         question, steps, result = build(numbers, random.Random(0))
         assert 0 < result <= 1000, (kind, numbers, result)
         if level:
-            assert check_trace(" ".join(steps), question) == result
+            reasoning = arithmetic.Problem(kind, level, question, steps, result).reasoning
+            assert check_trace(reasoning, question) == result

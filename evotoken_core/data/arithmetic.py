@@ -5,6 +5,14 @@ every number stays below 1000 so it is one token, products are small times table
 last addition or subtraction always has a small operand (at most 20), because that final
 step of two large numbers is where the measured errors were. The curriculum goes from
 copying a number out of the question (level 0) to one operation (level 1) to two (level 2).
+
+Sums and differences are written by place value: `72 + 14 = 80 + 6 = 86.` (tens with tens,
+ones with ones, then the two put together). The first model, trained on bare `72 + 14 = 86.`,
+got 99% of its products (a 144-fact times table) but only 20% of its sums: read as whole-number
+tokens, a + b with a up to 144 is a table of thousands of facts. Split by place value, every
+sum is three lookups in tables of at most a few hundred entries, each seen in every sum.
+`place_value=False` gives the bare traces (the tokenizer corpus and the first pretraining
+phase of the shipped model used them).
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ class Problem:
     key: str
     level: int
     question: str
-    steps: list[str]
+    steps: list[str | tuple[int, str, int]]  # a sentence, or (a, op, b) for `a op b = c.`
     result: int
+    place_value: bool = True
 
     @property
     def reasoning(self) -> str:
-        return " ".join(self.steps)
+        return " ".join(s if isinstance(s, str) else render_step(*s, place_value=self.place_value)
+                        for s in self.steps)
 
     def answer(self) -> str:
         return boxed_answer(self.reasoning, str(self.result))
@@ -42,6 +52,24 @@ class Problem:
     def gsm8k_answer(self) -> str:
         """GSM8K's own layout: worked steps, then `#### N`."""
         return f"{self.reasoning}\n#### {self.result}"
+
+
+OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a // b}
+
+
+def render_step(a: int, op: str, b: int, place_value: bool = True) -> str:
+    """`a op b = c.`; with `place_value`, a sum or difference shows its tens and ones first:
+    `72 + 14 = 80 + 6 = 86.`, `72 - 14 = 60 - 2 = 58.` (tens 70 - 10, ones 2 - 4). A step
+    whose tens part is 0 (`7 + 4 = 11.`) is a ones fact already and stays as it is."""
+    c = OPS[op](a, b)
+    if not place_value or op not in "+-":
+        return f"{a} {op} {b} = {c}."
+    tens = OPS[op](a - a % 10, b - b % 10)
+    ones = OPS[op](a % 10, b % 10)
+    if tens <= 0:
+        return f"{a} {op} {b} = {c}."
+    sign = "+" if ones >= 0 else "-"
+    return f"{a} {op} {b} = {tens} {sign} {abs(ones)} = {c}."
 
 
 def _cap(word: str) -> str:
@@ -72,7 +100,7 @@ def _add(n, rng):
     name, pron, _ = _who(rng)
     item = rng.choice(ITEMS)
     q = f"{name} has {a} {item}. {_cap(pron)} buys {b} more. How many {item} does {name} have now?"
-    return q, [f"{a} + {b} = {a + b}."], a + b
+    return q, [(a, "+", b)], a + b
 
 
 def _sub(n, rng):
@@ -80,7 +108,7 @@ def _sub(n, rng):
     name, _, other = _who(rng)
     item = rng.choice(ITEMS)
     q = f"{name} has {a} {item} and gives {b} to {other}. How many {item} does {name} have left?"
-    return q, [f"{a} - {b} = {a - b}."], a - b
+    return q, [(a, "-", b)], a - b
 
 
 def _mul(n, rng):
@@ -88,7 +116,7 @@ def _mul(n, rng):
     name, _, _ = _who(rng)
     item, group = rng.choice(ITEMS), rng.choice(GROUPS)
     q = f"{name} has {a} {group} with {b} {item} in each. How many {item} does {name} have?"
-    return q, [f"{a} * {b} = {a * b}."], a * b
+    return q, [(a, "*", b)], a * b
 
 
 def _div(n, rng):
@@ -97,7 +125,7 @@ def _div(n, rng):
     name, _, _ = _who(rng)
     item = rng.choice(ITEMS)
     q = f"{name} shares {a} {item} equally among {b} friends. How many {item} does each friend get?"
-    return q, [f"{a} / {b} = {per}."], per
+    return q, [(a, "/", b)], per
 
 
 def _mul_add(n, rng):
@@ -107,7 +135,7 @@ def _mul_add(n, rng):
     p = a * b
     q = (f"{name} has {a} {group} with {b} {item} in each. {_cap(pron)} also has {c} more {item}. "
          f"How many {item} does {name} have in all?")
-    return q, [f"{a} * {b} = {p}.", f"{p} + {c} = {p + c}."], p + c
+    return q, [(a, "*", b), (p, "+", c)], p + c
 
 
 def _mul_sub(n, rng):
@@ -117,7 +145,7 @@ def _mul_sub(n, rng):
     p = a * b
     q = (f"{name} has {a} {group} with {b} {item} in each and gives {c} {item} to {other}. "
          f"How many {item} does {name} have left?")
-    return q, [f"{a} * {b} = {p}.", f"{p} - {c} = {p - c}."], p - c
+    return q, [(a, "*", b), (p, "-", c)], p - c
 
 
 def _add_mul(n, rng):
@@ -128,7 +156,7 @@ def _add_mul(n, rng):
     s = a + b
     q = (f"{name} has {c} {group}. Each has {a} {x} and {b} {y}. "
          f"How many things are in the {group} in all?")
-    return q, [f"{a} + {b} = {s}.", f"{s} * {c} = {s * c}."], s * c
+    return q, [(a, "+", b), (s, "*", c)], s * c
 
 
 def _add_add(n, rng):
@@ -137,7 +165,7 @@ def _add_add(n, rng):
     item = rng.choice(ITEMS)
     q = (f"{name} has {a} {item}. {_cap(pron)} buys {b} more and gets {c} from {other}. "
          f"How many {item} does {name} have now?")
-    return q, [f"{a} + {b} = {a + b}.", f"{a + b} + {c} = {a + b + c}."], a + b + c
+    return q, [(a, "+", b), (a + b, "+", c)], a + b + c
 
 
 def _add_sub(n, rng):
@@ -146,7 +174,7 @@ def _add_sub(n, rng):
     item = rng.choice(ITEMS)
     q = (f"{name} has {a} {item}. {_cap(pron)} buys {b} more and gives {c} to {other}. "
          f"How many {item} does {name} have now?")
-    return q, [f"{a} + {b} = {a + b}.", f"{a + b} - {c} = {a + b - c}."], a + b - c
+    return q, [(a, "+", b), (a + b, "-", c)], a + b - c
 
 
 def _div_add(n, rng):
@@ -156,7 +184,7 @@ def _div_add(n, rng):
     item = rng.choice(ITEMS)
     q = (f"{name} shares {a} {item} equally among {b} friends. Each friend already had {c} {item}. "
          f"How many {item} does each friend have now?")
-    return q, [f"{a} / {b} = {per}.", f"{per} + {c} = {per + c}."], per + c
+    return q, [(a, "/", b), (per, "+", c)], per + c
 
 
 def _numbers(kind: str, rng: random.Random) -> tuple[int, ...]:
@@ -200,8 +228,9 @@ def kinds_at(level: int) -> list[str]:
     return [k for k, (lvl, _) in KINDS.items() if lvl == level]
 
 
-def sample_problem(rng: random.Random, level: int, split: str = "train") -> Problem:
-    """A problem of `level` from `split`; resamples until the numbers fall in that split."""
+def sample_problem(rng: random.Random, level: int, split: str = "train", place_value: bool = True) -> Problem:
+    """A problem of `level` from `split`; resamples until the numbers fall in that split.
+    `place_value` changes only the trace's wording, never the problem or the split."""
     kinds = kinds_at(level)
     if not kinds:
         raise ValueError(f"no arithmetic problems at level {level}")
@@ -211,9 +240,9 @@ def sample_problem(rng: random.Random, level: int, split: str = "train") -> Prob
         key = f"arith:{kind}:{','.join(map(str, numbers))}"
         if wants_split(key, split):
             question, steps, result = KINDS[kind][1](numbers, rng)
-            return Problem(key, level, question, steps, result)
+            return Problem(key, level, question, steps, result, place_value)
 
 
-def sample_example(rng: random.Random, level: int) -> TrainExample:
-    p = sample_problem(rng, level, "train")
+def sample_example(rng: random.Random, level: int, place_value: bool = True) -> TrainExample:
+    p = sample_problem(rng, level, "train", place_value)
     return TrainExample(p.question, p.answer(), "arith", level)
