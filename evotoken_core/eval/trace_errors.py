@@ -1,0 +1,131 @@
+"""Where arithmetic answers go wrong: each operation, and each place of a place-value step.
+
+    python -m evotoken_core.eval.trace_errors --generations runs/eval_cts_arith/generations.jsonl
+    python -m evotoken_core.eval.trace_errors --model evotoken_core/assets/default_model --limit 100
+
+`--generations` reads the files `evotoken eval --out` writes and checks every step the model
+wrote, `a op b = c.` or the place-value form `a op b = t ± o = c.`, against the numbers the model
+itself wrote: an early slip is not counted again in the steps after it. For place-value steps
+it also checks the tens `t`, the ones `o` and the combination `t ± o = c` separately.
+
+`--model` asks the model to fill one part of the first place-value step of each reference
+answer in the shipped held-out set, with the prompt and every other answer token given: the
+tens, the ones, or the result (with the rest of the answer after it masked as well, since the
+next step repeats the result). It says which sub-step the model cannot do even when handed all
+the others, which is what decides how to change the data or the tokenizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (?:(\d+) ([-+]) (\d+) = )?(\d+)\.")
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+        "/": lambda a, b: a // b if b else None}
+
+
+def tally_steps(texts) -> dict[str, tuple[int, int]]:
+    """(right, total) per operation (`+`, `-`, `*`, `/`) and per place-value part
+    (`tens`, `ones`, `combine`) over every step written in `texts`."""
+    right, total = Counter(), Counter()
+
+    def count(name: str, ok: bool) -> None:
+        total[name] += 1
+        right[name] += bool(ok)
+
+    for text in texts:
+        for a, op, b, t, sign, o, c in STEP.findall(text):
+            a, b, c = int(a), int(b), int(c)
+            count(op, _OPS[op](a, b) == c)
+            if t and op in "+-":
+                t, o = int(t), int(o) * (1 if sign == "+" else -1)
+                count("tens", t == _OPS[op](a - a % 10, b - b % 10))
+                count("ones", o == _OPS[op](a % 10, b % 10))
+                count("combine", t + o == c)
+    return {name: (right[name], total[name]) for name in total}
+
+
+@torch.no_grad()
+def probe_place_value(loaded, rows: list[dict]) -> dict[str, tuple[int, int]]:
+    """(right, total) for filling the tens, the ones and the result of the first place-value
+    step of each GSM8K-layout row's reference trace, everything else given (greedy, one pass)."""
+    from evotoken_core.data import render_prompt
+
+    tok, model = loaded.tokenizer, loaded.model
+    right, total = Counter(), Counter()
+    for row in rows:
+        trace, final = row["answer"].split("\n#### ")
+        answer = f"<reasoning>{trace}</reasoning>\n<answer>\\boxed{{{final}}}</answer>"
+        step = re.compile(r"(\d+) [-+] (\d+) = (\d+) [-+] (\d+) = (\d+)\.").search(answer)
+        if step is None:
+            continue
+        prompt = tok(render_prompt(tok, row["question"], "arith"), add_special_tokens=False)["input_ids"]
+        enc = tok(answer, add_special_tokens=False, return_offsets_mapping=True)
+        ids, spans = enc["input_ids"], enc["offset_mapping"]
+
+        def positions(start: int, end: int) -> list[int]:
+            return [i for i, (s, e) in enumerate(spans) if s < end and e > start and e > s]
+
+        parts = {"tens": (positions(*step.span(3)), positions(*step.span(3))),
+                 "ones": (positions(*step.span(4)), positions(*step.span(4))),
+                 "result": (positions(*step.span(5)), positions(step.start(5), len(answer)))}
+        for name, (check, masked) in parts.items():
+            x = torch.tensor([prompt + ids], device=loaded.device)
+            x[0, [len(prompt) + i for i in masked]] = loaded.mask_id
+            guess = model(x).logits[0, [len(prompt) + i for i in check]].argmax(-1).tolist()
+            total[name] += 1
+            right[name] += guess == [ids[i] for i in check]
+    return {name: (right[name], total[name]) for name in total}
+
+
+def _print(title: str, table: dict[str, tuple[int, int]]) -> None:
+    print(title)
+    for name, (ok, n) in table.items():
+        print(f"  {name:<8} {ok:>5} / {n:<5} {100 * ok / max(n, 1):5.1f}%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evotoken_core.eval.trace_errors", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generations", nargs="*", default=[], help="evotoken eval --out generations.jsonl files")
+    parser.add_argument("--model", help="LLaDA checkpoint to probe (default: none)")
+    parser.add_argument("--data", help="GSM8K-layout JSONL with place-value traces (default: the shipped arith set)")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    args = parser.parse_args(argv)
+    if not args.generations and not args.model:
+        parser.error("give --generations FILE... and/or --model DIR")
+    out: dict[str, dict] = {}
+    for path in args.generations:
+        by_mode: dict[str, list[str]] = {}
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            g = json.loads(line)
+            alpha = "" if g.get("alpha") is None else f" alpha={g['alpha']}"
+            by_mode.setdefault(f"{g['task']} {g['mode']}{alpha}", []).append(g["output"])
+        for key, texts in by_mode.items():
+            out[f"{path}: {key}"] = tally_steps(texts)
+    if args.model:
+        from evotoken_core.eval.datasets import shipped_test_set
+        from evotoken_core.model.loading import load_model
+
+        torch.set_flush_denormal(True)
+        loaded = load_model(args.model, dtype="float32", device="cpu")
+        data = Path(args.data) if args.data else shipped_test_set("arith")
+        rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()][: args.limit]
+        out[f"{args.model}: fill one part of a place-value step"] = probe_place_value(loaded, rows)
+    if args.json:
+        print(json.dumps({k: {n: {"right": r, "total": t} for n, (r, t) in v.items()} for k, v in out.items()}))
+    else:
+        for title, table in out.items():
+            _print(title, table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

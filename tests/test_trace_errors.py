@@ -1,0 +1,42 @@
+"""The arithmetic error analysis: step tallies on hand-written answers, the fill probe on a real model."""
+
+from __future__ import annotations
+
+import json
+
+from evotoken_core.eval.trace_errors import main, probe_place_value, tally_steps
+from evotoken_core.model.loading import load_model
+
+
+def test_tally_checks_each_step_against_the_numbers_the_model_wrote():
+    texts = [
+        "<reasoning>4 * 12 = 48. 48 + 20 = 60 + 8 = 68.</reasoning>",    # all right
+        "<reasoning>72 + 14 = 80 + 6 = 87. 87 - 20 = 60 + 7 = 67.</reasoning>",  # combine slip, then right
+        "<reasoning>72 - 14 = 60 + 2 = 62. 62 / 2 = 30.</reasoning>",    # ones sign wrong; bad quotient
+        "no steps at all",
+    ]
+    t = tally_steps(texts)
+    assert t["*"] == (1, 1) and t["/"] == (0, 1)
+    assert t["+"] == (1, 2)      # 48 + 20 = 68 right, 72 + 14 = 87 wrong
+    assert t["-"] == (1, 2)      # 87 - 20 = 67 is right on the model's own 87; 72 - 14 = 62 wrong
+    assert t["tens"] == (4, 4) and t["ones"] == (3, 4) and t["combine"] == (3, 4)
+
+
+def test_probe_fills_three_parts_per_place_value_row(tiny_checkpoint):
+    loaded = load_model(tiny_checkpoint, dtype="float32", device="cpu")
+    rows = [{"question": "Tom has 72 pens. He buys 14 more. How many?", "answer": "72 + 14 = 80 + 6 = 86.\n#### 86"},
+            {"question": "Tom has 6 bags with 4 pens in each. How many?", "answer": "6 * 4 = 24.\n#### 24"}]
+    result = probe_place_value(loaded, rows)
+    assert set(result) == {"tens", "ones", "result"}
+    assert all(total == 1 and 0 <= right <= 1 for right, total in result.values())  # the * row has no such step
+
+
+def test_cli_reads_eval_generation_files(tmp_path, capsys):
+    path = tmp_path / "generations.jsonl"
+    rows = [{"task": "arith", "mode": "evotoken", "alpha": 0.7, "output": "3 + 4 = 7."},
+            {"task": "arith", "mode": "hard_mask", "alpha": None, "output": "3 + 4 = 8."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["--generations", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[f"{path}: arith evotoken alpha=0.7"]["+"] == {"right": 1, "total": 1}
+    assert out[f"{path}: arith hard_mask"]["+"] == {"right": 0, "total": 1}
