@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             alpha = "" if g.get("alpha") is None else f" alpha={g['alpha']}"
             by_mode.setdefault(f"{g['task']} {g['mode']}{alpha}", []).append(g["output"])
         for key, texts in by_mode.items():
-            out[f"{path}: {key}"] = tally_steps(texts)
+            table = tally_steps(texts)
+            if table:  # tasks without arithmetic steps (demo, Countdown answers) have none
+                out[f"{path}: {key}"] = table
     if args.model:
         from evotoken_core.eval.datasets import shipped_test_set
         from evotoken_core.model.loading import load_model
