@@ -7,7 +7,7 @@
 # Pretraining has two phases: `pretrain` learns the formats, copying and the times tables on
 # bare `a + b = c.` traces (task arith_direct); `pretrain2` continues from it on place-value
 # traces (`72 + 14 = 80 + 6 = 86.`, task arith), which is what made sums learnable.
-# Run it in the background; it takes about 3 hours 40 minutes (the shipped run used THREADS=2
+# Run it in the background; it takes about 4 hours (the shipped run used THREADS=2
 # on otherwise idle cores):
 #   mkdir -p runs && nohup scripts/train_demo_model.sh > runs/demo.log 2>&1 &
 # A stage interrupted midway continues from its latest checkpoint when run again.
@@ -78,8 +78,8 @@ fi
 
 if [[ $stage == eval || $stage == all ]]; then
     # The model card's scores: both shipped variants, both decoding modes, the shipped
-    # held-out sets (Countdown: its first 128 items), temperature 0, gen 48 / block 16 /
-    # 24 steps (the eval defaults), alpha_soft_mask 0.7 unless ALPHAS says otherwise.
+    # held-out sets (Countdown: its first 128 items), temperature 0, gen 40 / block 8 /
+    # 20 steps (the eval defaults), alpha_soft_mask 0.7 unless ALPHAS says otherwise.
     models=(evotoken_core/assets/default_model evotoken_core/assets/default_model/pretrain_only)
     names=(cts pretrain_only)
     for i in 0 1; do
