@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from evotoken_core.data.arithmetic import OPS
+
 STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (?:(\d+) ([-+]) (\d+) = )?(\d+)\.")
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-        "/": lambda a, b: a // b if b else None}
 
 
 def tally_steps(texts) -> dict[str, tuple[int, int]]:
@@ -42,11 +42,11 @@ def tally_steps(texts) -> dict[str, tuple[int, int]]:
     for text in texts:
         for a, op, b, t, sign, o, c in STEP.findall(text):
             a, b, c = int(a), int(b), int(c)
-            count(op, _OPS[op](a, b) == c)
+            count(op, (op != "/" or b != 0) and OPS[op](a, b) == c)
             if t and op in "+-":
                 t, o = int(t), int(o) * (1 if sign == "+" else -1)
-                count("tens", t == _OPS[op](a - a % 10, b - b % 10))
-                count("ones", o == _OPS[op](a % 10, b % 10))
+                count("tens", t == OPS[op](a - a % 10, b - b % 10))
+                count("ones", o == OPS[op](a % 10, b % 10))
                 count("combine", t + o == c)
     return {name: (right[name], total[name]) for name in total}
 
