@@ -216,6 +216,15 @@ def test_every_integer_up_to_1000_is_one_token_in_any_context(tokenizer):
     assert tokenizer.tokenize("<reasoning>") == ["<reasoning>"]
 
 
+def test_digit_tokenizer_spells_numbers_and_round_trips(tokenizer):
+    digits = build_demo_tokenizer(whole_numbers=False)
+    assert digits.tokenize("<reasoning>72 + 14 = 80 + 6 = 86.")[:3] == ["<reasoning>", "7", "2"]
+    assert [t for t in digits.get_vocab() if t.strip("Ġ").isdigit() and len(t.strip("Ġ")) > 1] == []
+    assert len(digits) == len(tokenizer) - 991  # the added integers 10-1000 are all that differ
+    for text in ("Tom has 1234 pens.", "<answer>\\boxed{(54 - 34) + 2}</answer>"):
+        assert digits.decode(digits(text, add_special_tokens=False).input_ids) == text
+
+
 def test_tokenizer_is_deterministic_and_small(tokenizer):
     again = build_demo_tokenizer()
     assert again.get_vocab() == tokenizer.get_vocab()

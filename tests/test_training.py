@@ -25,7 +25,7 @@ from evotoken_core.training.cts import cts_unroll, make_plan
 from evotoken_core.training.cts_train import cts_loss_fn, run_cts
 from evotoken_core.training.encoding import SpecialIds
 from evotoken_core.training.loop import Trainer, step_generator
-from evotoken_core.training.pretrain import new_model, pretrain_loss_fn, run_pretrain
+from evotoken_core.training.pretrain import load_start, new_model, pretrain_loss_fn, run_pretrain
 from evotoken_core.training.source import fixed_source, step_rng
 
 EXAMPLES = [
@@ -161,6 +161,15 @@ def test_cts_lora_writes_a_merged_model_and_an_adapter_that_agree(tmp_path, pret
     torch.testing.assert_close(merged(input_ids=ids).logits, with_adapter(input_ids=ids).logits,
                                rtol=1e-4, atol=1e-4)
     assert not torch.allclose(merged(input_ids=ids).logits, base(input_ids=ids).logits)
+
+
+def test_pretraining_from_scratch_can_spell_numbers_in_digits(tmp_path):
+    """--no-whole-numbers: the from-scratch model gets the digit tokenizer (no 10-1000 tokens)."""
+    model, tok, _ = load_start(micro_pretrain(tmp_path, whole_numbers=False))
+    assert tok.tokenize("86")[:2] == ["8", "6"] and "86" not in tok.get_vocab()
+    assert model.config.vocab_size == len(tok)
+    whole_model, whole_tok, _ = load_start(micro_pretrain(tmp_path))
+    assert whole_tok.tokenize("86") == ["86"] and whole_model.config.vocab_size == len(tok) + 991
 
 
 def test_train_cli_flags_mirror_the_config(tmp_path):

@@ -25,6 +25,7 @@ HELP = {
     "tasks": "data tasks with weights, e.g. arith:3,countdown:1 (default: the data module's mix)",
     "unmask_counts": "tokens filled per unrolled step; one value drawn per batch",
     "block_lengths": "CTS block lengths; one value drawn per batch",
+    "whole_numbers": "demo tokenizer with every integer 0-1000 one token; --no-whole-numbers spells numbers in digits",
     "save_dtype": "dtype of the final weights on disk (float32, bfloat16, float16)",
 }
 

@@ -80,6 +80,7 @@ class PretrainConfig(TrainConfig):
     mlp_hidden_size: int = 704
     init_std: float = 0.02
     number_init: bool = True       # structured embeddings for number tokens (place-value vectors)
+    whole_numbers: bool = True     # demo tokenizer: every integer 0-1000 one token (False: digits)
     mask_eps: float = 1e-3         # t is drawn from (mask_eps, 1]
 
     def __post_init__(self):

@@ -51,7 +51,7 @@ def load_start(config: PretrainConfig, tokenizer=None) -> tuple[LLaDAModelLM, ob
     if tokenizer is None:
         from evotoken_core.data import build_demo_tokenizer
 
-        tokenizer = build_demo_tokenizer()
+        tokenizer = build_demo_tokenizer(config.whole_numbers)
     return new_model(config, tokenizer), tokenizer, None
 
 
