@@ -40,3 +40,18 @@ def test_cli_reads_eval_generation_files(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out[f"{path}: arith evotoken alpha=0.7"]["+"] == {"right": 1, "total": 1}
     assert out[f"{path}: arith hard_mask"]["+"] == {"right": 0, "total": 1}
+
+
+def test_probe_never_shows_the_tokens_after_the_part(tiny_checkpoint):
+    """The result gives away its own tens and ones (`80 + ? = 86`), so every probe input is the
+    prompt, a correct answer prefix, then masks to the end."""
+    loaded = load_model(tiny_checkpoint, dtype="float32", device="cpu")
+    seen = []
+    loaded.model.register_forward_pre_hook(lambda module, args: seen.append(args[0][0].tolist()))
+    rows = [{"question": "Tom has 72 pens. He buys 14 more. How many?", "answer": "72 + 14 = 80 + 6 = 86.\n#### 86"}]
+    result = probe_place_value(loaded, rows)
+    assert sum(total for _, total in result.values()) == 3 and len(seen) >= 3
+    for x in seen:
+        first = x.index(loaded.mask_id)
+        assert all(t == loaded.mask_id for t in x[first:]), x
+    assert len({x.index(loaded.mask_id) for x in seen}) == len(seen)  # one pass per token, each a new prefix

@@ -8,11 +8,12 @@ wrote, `a op b = c.` or the place-value form `a op b = t ± o = c.`, against the
 itself wrote: an early slip is not counted again in the steps after it. For place-value steps
 it also checks the tens `t`, the ones `o` and the combination `t ± o = c` separately.
 
-`--model` asks the model to fill one part of the first place-value step of each reference
-answer in the shipped held-out set, with the prompt and every other answer token given: the
-tens, the ones, or the result (with the rest of the answer after it masked as well, since the
-next step repeats the result). It says which sub-step the model cannot do even when handed all
-the others, which is what decides how to change the data or the tokenizer.
+`--model` asks the model to write one part of the first place-value step of each reference
+answer in the shipped held-out set, token by token, with the prompt and every answer token
+before it given and every token from it on masked: the tens, the ones, or the result. Nothing
+after the part is shown, because the result gives its own tens and ones away (`80 + ? = 86`).
+It says which sub-step the model cannot do even with a correct trace up to it, which is what
+decides how to change the data or the tokenizer.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def tally_steps(texts) -> dict[str, tuple[int, int]]:
 
 @torch.no_grad()
 def probe_place_value(loaded, rows: list[dict]) -> dict[str, tuple[int, int]]:
-    """(right, total) for filling the tens, the ones and the result of the first place-value
-    step of each GSM8K-layout row's reference trace, everything else given (greedy, one pass)."""
+    """(right, total) for writing the tens, the ones and the result of the first place-value
+    step of each GSM8K-layout row's reference trace: greedy, left to right, one pass per token,
+    the correct answer before the token given and the token and everything after it masked."""
     from evotoken_core.data import render_prompt
 
     tok, model = loaded.tokenizer, loaded.model
@@ -68,19 +70,15 @@ def probe_place_value(loaded, rows: list[dict]) -> dict[str, tuple[int, int]]:
         prompt = tok(render_prompt(tok, row["question"], "arith"), add_special_tokens=False)["input_ids"]
         enc = tok(answer, add_special_tokens=False, return_offsets_mapping=True)
         ids, spans = enc["input_ids"], enc["offset_mapping"]
-
-        def positions(start: int, end: int) -> list[int]:
-            return [i for i, (s, e) in enumerate(spans) if s < end and e > start and e > s]
-
-        parts = {"tens": (positions(*step.span(3)), positions(*step.span(3))),
-                 "ones": (positions(*step.span(4)), positions(*step.span(4))),
-                 "result": (positions(*step.span(5)), positions(step.start(5), len(answer)))}
-        for name, (check, masked) in parts.items():
-            x = torch.tensor([prompt + ids], device=loaded.device)
-            x[0, [len(prompt) + i for i in masked]] = loaded.mask_id
-            guess = model(x).logits[0, [len(prompt) + i for i in check]].argmax(-1).tolist()
+        for name, group in (("tens", 3), ("ones", 4), ("result", 5)):
+            start, end = step.span(group)
+            part = [i for i, (s, e) in enumerate(spans) if s < end and e > start and e > s]
+            ok = True
+            for i in part:
+                x = torch.tensor([prompt + ids[:i] + [loaded.mask_id] * (len(ids) - i)], device=loaded.device)
+                ok = ok and int(model(x).logits[0, len(prompt) + i].argmax()) == ids[i]
             total[name] += 1
-            right[name] += guess == [ids[i] for i in check]
+            right[name] += ok
     return {name: (right[name], total[name]) for name in total}
 
 
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model(args.model, dtype="float32", device="cpu")
         data = Path(args.data) if args.data else shipped_test_set("arith")
         rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()][: args.limit]
-        out[f"{args.model}: fill one part of a place-value step"] = probe_place_value(loaded, rows)
+        out[f"{args.model}: write one part of a place-value step, the trace before it given"] = probe_place_value(loaded, rows)
     if args.json:
         print(json.dumps({k: {n: {"right": r, "total": t} for n, (r, t) in v.items()} for k, v in out.items()}))
     else:
