@@ -12,9 +12,10 @@ got 99% of its products (a 144-fact times table) but only 20% of its sums: read 
 tokens, a + b with a up to 144 is a table of thousands of facts. Split by place value, every
 sum is three lookups in tables of at most a few hundred entries, each seen in every sum.
 Measured: a second pretraining phase on these traces took held-out accuracy from 10.7% to 19.3%,
-with the tens right 92% of the time and the ones 24%; whole-number tokens carry a number's size
-better than its ones digit (see the model card). `place_value=False` gives the bare traces (the
-tokenizer corpus and the first pretraining phase of the shipped model used them).
+with the tens right 92% of the time and the ones 24%. A digit-token model trained as long got
+the ones no better (29%), so the ones digit is hard to learn in either vocabulary (model card).
+`place_value=False` gives the bare traces (the tokenizer corpus and the first pretraining phase
+of the shipped model used them).
 """
 
 from __future__ import annotations
