@@ -26,18 +26,23 @@ resume_flag() {  # continue a run that already has checkpoints
     if ls -d "$1"/checkpoint-* >/dev/null 2>&1; then echo "--resume $1"; fi
 }
 
+# A from-scratch pretraining run: ~5.7M parameters (d_model 256, 6 layers, 4 heads of 64,
+# SwiGLU 704) and a curriculum copy -> one step -> two steps. Callers add out, seed, the
+# tokenizer, the time budget, the answer length and the task mix.
+FROM_SCRATCH=(
+    --threads "$THREADS"
+    --d-model 256 --n-layers 6 --n-heads 4 --mlp-hidden-size 704
+    --batch-size 64 --lr 1.5e-3 --warmup-steps 100 --min-lr-ratio 0.1 --weight-decay 0.1
+    --steps "${PRETRAIN_STEPS:-30000}" --pad-weight 0.1
+    --level-start 0.4,0.4,0.2 --level-end 0.15,0.3,0.55 --curriculum-steps 600
+    --checkpoint-every 250 --keep-checkpoints 3
+)
+
 if [[ $stage == pretrain || $stage == all ]]; then
-    # ~5.7M parameters: d_model 256, 6 layers, 4 heads of 64, SwiGLU 704; the demo tokenizer
-    # (every integer 0-1000 one token); curriculum copy -> one step -> two steps.
-    $PY -m evotoken_core.training.cli pretrain \
-        --out "$RUNS/pretrain" --seed 0 --threads "$THREADS" \
-        --d-model 256 --n-layers 6 --n-heads 4 --mlp-hidden-size 704 \
-        --batch-size 64 --lr 1.5e-3 --warmup-steps 100 --min-lr-ratio 0.1 --weight-decay 0.1 \
-        --steps "${PRETRAIN_STEPS:-30000}" --time-budget-min "$PRETRAIN_MIN" \
-        --answer-length 40 --pad-weight 0.1 \
+    # Phase 1: the demo tokenizer (every integer 0-1000 one token), bare traces.
+    $PY -m evotoken_core.training.cli pretrain "${FROM_SCRATCH[@]}" \
+        --out "$RUNS/pretrain" --seed 0 --time-budget-min "$PRETRAIN_MIN" --answer-length 40 \
         --tasks arith_direct:0.7,countdown:0.15,demo:0.15 \
-        --level-start 0.4,0.4,0.2 --level-end 0.15,0.3,0.55 --curriculum-steps 600 \
-        --checkpoint-every 250 --keep-checkpoints 3 \
         $(resume_flag "$RUNS/pretrain")
 fi
 
@@ -64,15 +69,9 @@ if [[ $stage == digits ]]; then
     #       scripts/train_demo_model.sh cts
     # 9.7 % held-out arithmetic, against 19.3 % for the shipped two-phase whole-number run
     # (model card, "Digit tokens, measured").
-    $PY -m evotoken_core.training.cli pretrain \
-        --out "$RUNS/pretrain_digits" --seed 3 --threads "$THREADS" --no-whole-numbers \
-        --d-model 256 --n-layers 6 --n-heads 4 --mlp-hidden-size 704 \
-        --batch-size 64 --lr 1.5e-3 --warmup-steps 100 --min-lr-ratio 0.1 --weight-decay 0.1 \
-        --steps "${PRETRAIN_STEPS:-30000}" --time-budget-min "${DIGITS_MIN:-105}" \
-        --answer-length 56 --pad-weight 0.1 \
+    $PY -m evotoken_core.training.cli pretrain "${FROM_SCRATCH[@]}" --no-whole-numbers \
+        --out "$RUNS/pretrain_digits" --seed 3 --time-budget-min "${DIGITS_MIN:-105}" --answer-length 56 \
         --tasks arith:0.7,countdown:0.15,demo:0.15 \
-        --level-start 0.4,0.4,0.2 --level-end 0.15,0.3,0.55 --curriculum-steps 600 \
-        --checkpoint-every 250 --keep-checkpoints 3 \
         $(resume_flag "$RUNS/pretrain_digits")
 fi
 
