@@ -4,6 +4,7 @@
 #   scripts/train_demo_model.sh            # all stages: pretrain, pretrain2, cts, ship, eval
 #   scripts/train_demo_model.sh pretrain   # one stage (pretrain | pretrain2 | cts | ship | eval)
 #   scripts/train_demo_model.sh digits     # the digit-token experiment of the model card
+#   scripts/train_demo_model.sh split      # the split-trace experiment of the model card
 #
 # Pretraining has two phases: `pretrain` learns the formats, copying and the times tables on
 # bare `a + b = c.` traces (task arith_direct); `pretrain2` continues from it on place-value
@@ -75,6 +76,24 @@ if [[ $stage == digits ]]; then
         $(resume_flag "$RUNS/pretrain_digits")
 fi
 
+if [[ $stage == split ]]; then
+    # Experiment (not part of `all`): a third phase from pretrain2's final weights on split
+    # traces (`72+14=70+10+2+4=80+6=86.`, task arith_split), which put the two ones digits side
+    # by side. Answers up to 46 tokens, hence --answer-length 48 (score with --gen-length 48
+    # --block-length 8 --steps 24). CTS on it:
+    #   CTS_BASE=runs/pretrain_split CTS_OUT=runs/cts_split CTS_ANSWER_LENGTH=48 \
+    #       CTS_TASKS=arith_split:0.7,countdown:0.15,demo:0.15 scripts/train_demo_model.sh cts
+    $PY -m evotoken_core.training.cli pretrain \
+        --init "$RUNS/pretrain2" --out "$RUNS/pretrain_split" --seed 4 --threads "$THREADS" \
+        --batch-size 64 --lr 1e-3 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 \
+        --steps 30000 --time-budget-min "${SPLIT_MIN:-95}" \
+        --answer-length 48 --pad-weight 0.1 \
+        --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
+        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
+        --checkpoint-every 250 --keep-checkpoints 3 \
+        $(resume_flag "$RUNS/pretrain_split")
+fi
+
 if [[ $stage == cts || $stage == all ]]; then
     # Continuous trajectory supervision on the pretrained model, with the decoder's own
     # soft-state code: K=4 unrolled steps, 1/2/4/8 tokens filled per step, k_soft 3,
@@ -84,7 +103,7 @@ if [[ $stage == cts || $stage == all ]]; then
         --batch-size 24 --lr 3e-4 --warmup-steps 20 --min-lr-ratio 0.1 \
         --steps "${CTS_STEPS:-10000}" --time-budget-min "$CTS_MIN" \
         --answer-length "${CTS_ANSWER_LENGTH:-40}" --pad-weight 0.1 \
-        --tasks arith:0.7,countdown:0.15,demo:0.15 \
+        --tasks "${CTS_TASKS:-arith:0.7,countdown:0.15,demo:0.15}" \
         --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
         --unroll-steps 4 --unmask-counts 1,2,4,8 --k-soft 3 --alpha-min 0.5 --alpha-max 1.0 \
         --block-lengths 8,16,32 --full \

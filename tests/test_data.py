@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -18,18 +19,22 @@ from evotoken_core.data.export import TEST_SETS, render_test_set
 from evotoken_core.eval import countdown_correct, score_countdown
 from evotoken_core.eval.datasets import load_items, shipped_test_set
 
-# `a op b = c.`, or with the place-value middle of a sum or difference: `a op b = t ± o = c.`
-STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (?:(\d+) ([-+]) (\d+) = )?(\d+)\.")
+# `a op b = c.`, or with the place-value middle of a sum or difference: `a op b = t ± o = c.`,
+# or the split style, unspaced, with the operands split first: `a op b=A op B+a1 op b1=t±o=c.`
+STEP = re.compile(r"(\d+) ?([-+*/]) ?(\d+) ?= ?(?:(\d+[-+]\d+\+\d+[-+]\d+)=)?(?:(\d+) ?([-+]) ?(\d+) ?= ?)?(\d+)\.")
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
        "/": lambda a, b: a / b}
 
 
 def parse_steps(reasoning: str) -> list[tuple[int, str, int, int]]:
     """Every step as (a, op, b, c), after checking its place-value middle when it has one:
-    t is the tens of a op the tens of b, o the ones likewise, and t ± o is c."""
+    t is the tens of a op the tens of b, o the ones likewise, and t ± o is c; and a split
+    part, when there is one, is a's tens op b's tens + a's ones op b's ones."""
     steps = []
-    for a, op, b, t, sign, o, c in STEP.findall(reasoning):
+    for a, op, b, split, t, sign, o, c in STEP.findall(reasoning):
         a, b, c = int(a), int(b), int(c)
+        if split:
+            assert t and split == f"{a // 10 * 10}{op}{b // 10 * 10}+{a % 10}{op}{b % 10}", reasoning
         if t:
             t, o = int(t), int(o)
             assert op in "+-" and t == OPS[op](a - a % 10, b - b % 10) > 0, reasoning
@@ -90,18 +95,38 @@ def test_sums_and_differences_are_written_by_place_value():
     assert render(72, "-", 14) == "72 - 14 = 60 - 2 = 58."
     assert render(140, "+", 20) == "140 + 20 = 160 + 0 = 160."
     assert render(7, "+", 4) == "7 + 4 = 11." and render(15, "-", 12) == "15 - 12 = 3."  # ones facts
-    assert render(6, "*", 12) == "6 * 12 = 72." and render(72, "+", 14, place_value=False) == "72 + 14 = 86."
+    assert render(6, "*", 12) == "6 * 12 = 72." and render(72, "+", 14, style="direct") == "72 + 14 = 86."
+    with pytest.raises(ValueError, match="trace style"):
+        render(72, "+", 14, style="digits")
 
 
-def test_trace_style_changes_the_wording_only():
-    """arith and arith_direct draw the same problems from the same seed; only the trace differs."""
-    direct = [sample_train_example(random.Random(s), {2: 1}, {"arith_direct": 1}) for s in range(200)]
+def test_split_traces_put_the_ones_digits_side_by_side():
+    render = functools.partial(arithmetic.render_step, style="split")
+    assert render(72, "+", 14) == "72+14=70+10+2+4=80+6=86."
+    assert render(72, "-", 14) == "72-14=70-10+2-4=60-2=58."
+    assert render(7, "+", 14) == "7+14=0+10+7+4=10+11=21."
+    assert render(7, "+", 4) == "7+4=11." and render(6, "*", 12) == "6*12=72." and render(72, "/", 12) == "72/12=6."
+    for a, b in itertools.product(range(1, 130, 7), range(1, 21)):
+        for op in "+-" if a > b else "+":  # differences stay positive, as in the generator
+            (step,) = parse_steps(render(a, op, b))
+            assert step == (a, op, b, OPS[op](a, b))
+
+
+@pytest.mark.parametrize("other", ["arith_direct", "arith_split"])
+def test_trace_style_changes_the_wording_only(other):
+    """arith, arith_direct and arith_split draw the same problems from the same seed; only the
+    trace differs, and every trace checks out."""
+    direct = [sample_train_example(random.Random(s), {2: 1}, {other: 1}) for s in range(200)]
     place = [sample_train_example(random.Random(s), {2: 1}, {"arith": 1}) for s in range(200)]
     assert [d.prompt for d in direct] == [p.prompt for p in place]
     for d, p in zip(direct, place):
         (dr, db), (pr, pb) = ANSWER.match(d.answer).groups(), ANSWER.match(p.answer).groups()
-        assert db == pb and [s[:3] for s in parse_steps(dr)] == [s[:3] for s in parse_steps(pr)]
-        assert all(t == "" for t in re.findall(r"= (?:(\d+) [-+] \d+ = )?\d+\.", dr))
+        assert db == pb and parse_steps(dr) == parse_steps(pr)
+        assert int(db) == check_trace(dr, d.prompt)
+        if other == "arith_direct":
+            assert all(t == "" for t in re.findall(r"= (?:(\d+) [-+] \d+ = )?\d+\.", dr))
+        else:
+            assert " = " not in dr and len(STEP.findall(dr)) == 2
     assert sum(d.answer != p.answer for d, p in zip(direct, place)) > 100
 
 
@@ -192,7 +217,8 @@ def test_stream_is_seeded_and_curriculum_weights_apply():
 
 
 def test_answers_fit_the_token_budget(tokenizer, examples):
-    lengths = [len(tokenizer(ex.answer, add_special_tokens=False).input_ids) for ex in examples]
+    split = [sample_train_example(random.Random(s), {2: 1}, {"arith_split": 1}) for s in range(2000)]
+    lengths = [len(tokenizer(ex.answer, add_special_tokens=False).input_ids) for ex in examples + split]
     assert max(lengths) <= MAX_ANSWER_TOKENS
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from evotoken_core.eval.trace_errors import main, probe_place_value, tally_steps
+import pytest
+
+from evotoken_core.eval.trace_errors import main, probe_place_value, restyle, tally_steps
 from evotoken_core.model.loading import load_model
 
 
@@ -55,3 +57,30 @@ def test_probe_never_shows_the_tokens_after_the_part(tiny_checkpoint):
         first = x.index(loaded.mask_id)
         assert all(t == loaded.mask_id for t in x[first:]), x
     assert len({x.index(loaded.mask_id) for x in seen}) == len(seen)  # one pass per token, each a new prefix
+
+
+def test_tally_reads_split_steps_and_judges_them_on_the_model_own_split():
+    texts = ["<reasoning>72+14=70+10+2+4=80+6=86. 4*12=48.</reasoning>",       # all right
+             "<reasoning>72+14=70+10+2+5=80+7=87.</reasoning>",               # ones copied wrong, then consistent
+             "<reasoning>72-14=70-10+2-4=60+2=62.</reasoning>"]               # ones sign wrong
+    t = tally_steps(texts)
+    assert t["+"] == (1, 2) and t["-"] == (0, 1) and t["*"] == (1, 1)
+    assert t["split tens"] == (3, 3) and t["split ones"] == (2, 3)
+    assert t["tens"] == (3, 3) and t["ones"] == (2, 3) and t["combine"] == (3, 3)
+
+
+def test_restyle_rewrites_every_step_and_round_trips():
+    trace = "72 + 14 = 80 + 6 = 86. 86 - 20 = 60 + 6 = 66. 6 * 4 = 24."
+    split = restyle(trace, "split")
+    assert split == "72+14=70+10+2+4=80+6=86. 86-20=80-20+6-0=60+6=66. 6*4=24."
+    assert restyle(split, "place_value") == trace and restyle(trace, "direct") == "72 + 14 = 86. 86 - 20 = 66. 6 * 4 = 24."
+
+
+def test_probe_in_the_split_style_also_writes_the_operands_ones(tiny_checkpoint):
+    loaded = load_model(tiny_checkpoint, dtype="float32", device="cpu")
+    rows = [{"question": "Tom has 72 pens. He buys 14 more. How many?", "answer": "72 + 14 = 80 + 6 = 86.\n#### 86"}]
+    result = probe_place_value(loaded, rows, "split")
+    assert list(result) == ["split ones", "tens", "ones", "result"]
+    assert all(total == 1 for _, total in result.values())
+    with pytest.raises(ValueError, match="place-value trace style"):
+        probe_place_value(loaded, rows, "direct")

@@ -42,11 +42,11 @@ class Problem:
     question: str
     steps: list[str | tuple[int, str, int]]  # a sentence, or (a, op, b) for `a op b = c.`
     result: int
-    place_value: bool = True
+    style: str = "place_value"
 
     @property
     def reasoning(self) -> str:
-        return " ".join(s if isinstance(s, str) else render_step(*s, place_value=self.place_value)
+        return " ".join(s if isinstance(s, str) else render_step(*s, style=self.style)
                         for s in self.steps)
 
     def answer(self) -> str:
@@ -60,18 +60,34 @@ class Problem:
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a // b}
 
 
-def render_step(a: int, op: str, b: int, place_value: bool = True) -> str:
-    """`a op b = c.`; with `place_value`, a sum or difference shows its tens and ones first:
-    `72 + 14 = 80 + 6 = 86.`, `72 - 14 = 60 - 2 = 58.` (tens 70 - 10, ones 2 - 4). A step
-    whose tens part is 0 (`7 + 4 = 11.`) is a ones fact already and stays as it is."""
+# How a sum or difference is written (products and quotients are always `a op b = c.`).
+TRACE_STYLES = ("direct", "place_value", "split")
+
+
+def render_step(a: int, op: str, b: int, style: str = "place_value") -> str:
+    """`a op b = c.` in one of TRACE_STYLES:
+
+    - direct: `72 + 14 = 86.`
+    - place_value: tens and ones first, `72 + 14 = 80 + 6 = 86.`, `72 - 14 = 60 - 2 = 58.`
+      (tens 70 - 10, ones 2 - 4);
+    - split: each operand split into tens and ones first, so that the two ones digits stand
+      side by side, and written without spaces: `72+14=70+10+2+4=80+6=86.`,
+      `72-14=70-10+2-4=60-2=58.`, `6*12=72.` (the demo tokenizer spends a space token before
+      every spaced number, so the spaced split trace would need 62 answer tokens; this needs 46).
+
+    A step whose tens part is 0 (`7 + 4 = 11.`) is a ones fact already and stays direct."""
+    if style not in TRACE_STYLES:
+        raise ValueError(f"unknown trace style {style!r}; choose one of {', '.join(TRACE_STYLES)}")
     c = OPS[op](a, b)
-    if not place_value or op not in "+-":
-        return f"{a} {op} {b} = {c}."
-    tens = OPS[op](a - a % 10, b - b % 10)
-    ones = OPS[op](a % 10, b % 10)
-    if tens <= 0:
-        return f"{a} {op} {b} = {c}."
+    tens = OPS[op](a - a % 10, b - b % 10) if op in "+-" else 0
+    ones = OPS[op](a % 10, b % 10) if op in "+-" else 0
     sign = "+" if ones >= 0 else "-"
+    if style == "split":
+        if tens <= 0:
+            return f"{a}{op}{b}={c}."
+        return f"{a}{op}{b}={a - a % 10}{op}{b - b % 10}+{a % 10}{op}{b % 10}={tens}{sign}{abs(ones)}={c}."
+    if style == "direct" or tens <= 0:
+        return f"{a} {op} {b} = {c}."
     return f"{a} {op} {b} = {tens} {sign} {abs(ones)} = {c}."
 
 
@@ -231,9 +247,9 @@ def kinds_at(level: int) -> list[str]:
     return [k for k, (lvl, _) in KINDS.items() if lvl == level]
 
 
-def sample_problem(rng: random.Random, level: int, split: str = "train", place_value: bool = True) -> Problem:
+def sample_problem(rng: random.Random, level: int, split: str = "train", style: str = "place_value") -> Problem:
     """A problem of `level` from `split`; resamples until the numbers fall in that split.
-    `place_value` changes only the trace's wording, never the problem or the split."""
+    `style` (TRACE_STYLES) changes only the trace's wording, never the problem or the split."""
     kinds = kinds_at(level)
     if not kinds:
         raise ValueError(f"no arithmetic problems at level {level}")
@@ -243,9 +259,9 @@ def sample_problem(rng: random.Random, level: int, split: str = "train", place_v
         key = f"arith:{kind}:{','.join(map(str, numbers))}"
         if wants_split(key, split):
             question, steps, result = KINDS[kind][1](numbers, rng)
-            return Problem(key, level, question, steps, result, place_value)
+            return Problem(key, level, question, steps, result, style)
 
 
-def sample_example(rng: random.Random, level: int, place_value: bool = True) -> TrainExample:
-    p = sample_problem(rng, level, "train", place_value)
+def sample_example(rng: random.Random, level: int, style: str = "place_value") -> TrainExample:
+    p = sample_problem(rng, level, "train", style)
     return TrainExample(p.question, p.answer(), "arith", level)

@@ -17,8 +17,9 @@ from .example import LEVELS, TrainExample
 # Arithmetic is the main task; Countdown is the paper's benchmark; demo tasks fill the playground.
 DEFAULT_TASK_WEIGHTS = {"arith": 0.6, "countdown": 0.25, "demo": 0.15}
 DEFAULT_LEVEL_WEIGHTS = {0: 0.2, 1: 0.3, 2: 0.5}
-# arith_direct: the same problems with bare `a + b = c.` traces (see data.arithmetic).
-TASK_LEVELS = {"arith": (0, 1, 2), "arith_direct": (0, 1, 2), "countdown": (1, 2), "demo": (0, 1)}
+# The same arithmetic problems under three trace styles (see data.arithmetic.render_step).
+ARITH_STYLES = {"arith": "place_value", "arith_direct": "direct", "arith_split": "split"}
+TASK_LEVELS = {**{task: (0, 1, 2) for task in ARITH_STYLES}, "countdown": (1, 2), "demo": (0, 1)}
 TEST_TASKS = ("arith", "countdown", "demo")
 
 
@@ -44,8 +45,8 @@ def sample_train_example(
     task = _pick(rng, task_mix)
     levels = {lvl: level_mix.get(lvl, 0.0) for lvl in TASK_LEVELS[task]}
     level = _pick(rng, levels) if any(w > 0 for w in levels.values()) else rng.choice(TASK_LEVELS[task])
-    if task in ("arith", "arith_direct"):
-        return arithmetic.sample_example(rng, level, place_value=task == "arith")
+    if task in ARITH_STYLES:
+        return arithmetic.sample_example(rng, level, style=ARITH_STYLES[task])
     if task == "countdown":
         return countdown.sample_example(rng, level)
     return demo_tasks.sample_example(rng, level)

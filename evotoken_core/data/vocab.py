@@ -44,7 +44,7 @@ def corpus() -> list[str]:
     texts = list(GENERAL_TEXT) + list(demo_tasks.WORDS) + ["user", "assistant", "system"] * CORPUS_PER_LEVEL
     for level in LEVELS:
         for _ in range(CORPUS_PER_LEVEL):
-            ex = arithmetic.sample_example(rng, level, place_value=False)  # the shipped tokenizer's corpus
+            ex = arithmetic.sample_example(rng, level, style="direct")  # the shipped tokenizer's corpus
             texts += [user_message(ex.prompt, "arith"), ex.answer]
     for _ in range(CORPUS_PER_LEVEL):
         ex = countdown.sample_example(rng)
