@@ -61,6 +61,21 @@ if [[ $stage == pretrain2 || $stage == all ]]; then
         $(resume_flag "$RUNS/pretrain2")
 fi
 
+if [[ $stage == pretrain3 ]]; then
+    # Phase 3: pretrain2 continued with half of the rows masking the last t-fraction of the
+    # answer instead of a random t-fraction (--suffix-mask-share 0.5), so that the model
+    # learns to write the next step from a given trace with nothing after it shown.
+    $PY -m evotoken_core.training.cli pretrain \
+        --init "$RUNS/pretrain2" --out "$RUNS/pretrain3" --seed 5 --threads "$THREADS" \
+        --batch-size 64 --lr 1e-3 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 \
+        --steps 30000 --time-budget-min "${PRETRAIN3_MIN:-70}" \
+        --answer-length 40 --pad-weight 0.1 --suffix-mask-share 0.5 \
+        --tasks arith:0.7,countdown:0.15,demo:0.15 \
+        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
+        --checkpoint-every 250 --keep-checkpoints 3 \
+        $(resume_flag "$RUNS/pretrain3")
+fi
+
 if [[ $stage == digits ]]; then
     # Experiment (not part of `all`): one from-scratch phase with numbers spelled in digits
     # (--no-whole-numbers), so that a sum's ones, tens and carry are single-digit facts.

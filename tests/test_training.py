@@ -62,8 +62,9 @@ def pretrained(tmp_path_factory, tiny_tokenizer):
     return Path(cfg.out)
 
 
-def test_pretrain_steps_reduce_the_loss_on_a_fixed_micro_batch(tmp_path, tiny_tokenizer):
-    cfg = micro_pretrain(tmp_path)
+@pytest.mark.parametrize("suffix_mask_share", [0.0, 0.5])
+def test_pretrain_steps_reduce_the_loss_on_a_fixed_micro_batch(tmp_path, tiny_tokenizer, suffix_mask_share):
+    cfg = micro_pretrain(tmp_path, suffix_mask_share=suffix_mask_share)
     torch.manual_seed(0)
     model = new_model(cfg, tiny_tokenizer)
     source = SameBatch(fixed_source(EXAMPLES, tiny_tokenizer, cfg))

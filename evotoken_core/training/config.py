@@ -82,11 +82,13 @@ class PretrainConfig(TrainConfig):
     number_init: bool = True       # structured embeddings for number tokens (place-value vectors)
     whole_numbers: bool = True     # demo tokenizer: every integer 0-1000 one token (False: digits)
     mask_eps: float = 1e-3         # t is drawn from (mask_eps, 1]
+    suffix_mask_share: float = 0.0  # rows that mask their answer's last t-fraction (0: LLaDA exactly)
 
     def __post_init__(self):
         super().__post_init__()
         _need(self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads")
         _need(0 < self.mask_eps < 1, "mask_eps must be in (0, 1)")
+        _need(0 <= self.suffix_mask_share <= 1, "suffix_mask_share must be in [0, 1]")
 
 
 @dataclass

@@ -3,6 +3,13 @@
 Per row, a mask ratio t ~ U(eps, 1]; each answer-region token is replaced by the mask id
 with probability t; the loss is the cross-entropy on the masked tokens weighted by 1/t (the
 ELBO weighting), normalised by the row's total loss weight. The prompt is never masked.
+
+`suffix_share` (default 0, LLaDA's objective exactly) is an opt-in variant: that share of the
+rows masks the *last* t-fraction of its answer region instead of a random t-fraction, so the
+model also learns to write the next tokens from a fully given prefix, which is what it must
+do when it decodes, with nothing after it shown. Random masking alone almost never shows
+it that case: some later copy of a result is nearly always visible, and a small model learns
+to read the answer off it instead of computing it (model card, "Suffix masking").
 """
 
 from __future__ import annotations
@@ -34,11 +41,23 @@ def sample_mask_ratio(batch_size: int, eps: float, generator: torch.Generator | 
 
 
 def add_mask_noise(batch: EncodedBatch, mask_id: int, eps: float,
-                   generator: torch.Generator | None = None) -> NoisedBatch:
+                   generator: torch.Generator | None = None, suffix_share: float = 0.0) -> NoisedBatch:
+    """Mask each answer-region token with probability t; with `suffix_share` > 0, that share
+    of the rows instead masks the last ceil(t * n) of the n tokens of its answer and eot and
+    all the padding after them, and its t becomes count / n. The answer region must be
+    contiguous per row, answer before padding (as `encoding` builds it)."""
     ids = batch.input_ids
     t = sample_mask_ratio(ids.shape[0], eps, generator, ids.device)
     u = torch.rand(ids.shape, generator=generator, device=ids.device)
     masked = (u < t[:, None]) & batch.answer
+    if suffix_share > 0:
+        n = (batch.answer & (batch.weight >= 1)).sum(1)
+        count = torch.ceil(t * n).clamp(1, None).minimum(n)
+        position = batch.answer.cumsum(1)  # 1..n over the answer region
+        suffix = batch.answer & (position > (n - count)[:, None])
+        rows = torch.rand(ids.shape[0], generator=generator, device=ids.device) < suffix_share
+        masked = torch.where(rows[:, None], suffix, masked)
+        t = torch.where(rows, count / n.clamp_min(1), t)
     noisy = torch.where(masked, torch.full_like(ids, mask_id), ids)
     return NoisedBatch(noisy, masked, t)
 

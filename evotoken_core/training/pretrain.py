@@ -61,7 +61,8 @@ def pretrain_loss_fn(model: LLaDAModelLM, source: BatchSource, config: PretrainC
 
     def loss_fn(step: int) -> StepOutput:
         batch = source.batch(step).to(device)
-        noised = add_mask_noise(batch, mask_id, config.mask_eps, step_generator(config.seed, step, device))
+        noised = add_mask_noise(batch, mask_id, config.mask_eps, step_generator(config.seed, step, device),
+                                config.suffix_mask_share)
         logits = model(input_ids=noised.noisy_ids).logits
         loss = diffusion_loss(logits, batch, noised)
         return StepOutput(loss, int(batch.input_ids.numel()),
