@@ -61,6 +61,20 @@ if [[ $stage == pretrain2 || $stage == all ]]; then
         $(resume_flag "$RUNS/pretrain2")
 fi
 
+if [[ $stage == split_suffix ]]; then
+    # Experiment: the split run continued with suffix masking (the model card ran it from
+    # SPLIT_SUFFIX_INIT=runs/pretrain_split/checkpoint-1500, where the split run was stopped).
+    $PY -m evotoken_core.training.cli pretrain \
+        --init "${SPLIT_SUFFIX_INIT:-$RUNS/pretrain_split}" --out "$RUNS/pretrain_split_suffix" --seed 6 \
+        --threads "$THREADS" --batch-size 64 --lr 5e-4 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 \
+        --steps 30000 --time-budget-min "${SPLIT_SUFFIX_MIN:-50}" \
+        --answer-length 48 --pad-weight 0.1 --suffix-mask-share 0.5 \
+        --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
+        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
+        --checkpoint-every 250 --keep-checkpoints 3 \
+        $(resume_flag "$RUNS/pretrain_split_suffix")
+fi
+
 if [[ $stage == pretrain3 ]]; then
     # Phase 3: pretrain2 continued with half of the rows masking the last t-fraction of the
     # answer instead of a random t-fraction (--suffix-mask-share 0.5), so that the model

@@ -84,3 +84,17 @@ def test_probe_in_the_split_style_also_writes_the_operands_ones(tiny_checkpoint)
     assert all(total == 1 for _, total in result.values())
     with pytest.raises(ValueError, match="place-value trace style"):
         probe_place_value(loaded, rows, "direct")
+
+
+def test_show_rest_masks_only_the_part_and_gives_the_answer_after_it(tiny_checkpoint):
+    loaded = load_model(tiny_checkpoint, dtype="float32", device="cpu")
+    seen = []
+    loaded.model.register_forward_pre_hook(lambda module, args: seen.append(args[0][0].tolist()))
+    rows = [{"question": "Tom has 72 pens. He buys 14 more. How many?", "answer": "72 + 14 = 80 + 6 = 86.\n#### 86"}]
+    probe_place_value(loaded, rows, show_rest=True)
+    assert len(seen) >= 3
+    for x in seen:
+        masks = [i for i, t in enumerate(x) if t == loaded.mask_id]
+        assert masks and masks == list(range(masks[0], masks[-1] + 1))  # one run of masks: the part
+        after = loaded.tokenizer.decode(x[masks[-1] + 1:]).replace(" ", "")
+        assert after.endswith("\\boxed{86}</answer>")  # the answer after it is shown

@@ -16,7 +16,8 @@ and every answer token before it given and every token from it on masked: the te
 or the result (and, in the split style, the operands' ones `a1 op b1`). Nothing after the part
 is shown, because the result gives its own tens and ones away (`80 + ? = 86`). It says which
 sub-step the model cannot do even with a correct trace up to it, which is what decides how to
-change the data or the tokenizer.
+change the data or the tokenizer. `--show-rest` shows everything after the part as well: the
+gap between the two says how much the model reads a part off the copies that follow it.
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def tally_steps(texts) -> dict[str, tuple[int, int]]:
 
 
 @torch.no_grad()
-def probe_place_value(loaded, rows: list[dict], style: str = "place_value") -> dict[str, tuple[int, int]]:
+def probe_place_value(loaded, rows: list[dict], style: str = "place_value",
+                      show_rest: bool = False) -> dict[str, tuple[int, int]]:
     """(right, total) for writing the tens, the ones and the result of the first place-value
     step of each GSM8K-layout row's reference trace, re-written in trace style `style` (for
     `split`, also the operands' ones `a1 op b1`): greedy, left to right, one pass per token,
-    the correct answer before the token given and the token and everything after it masked."""
+    the correct answer before the token given and the token and everything after it masked.
+    `show_rest` gives the reference answer after the part too (only the part is masked), which
+    measures how much the model reads a part off the copies of the result that follow it."""
     from evotoken_core.data import render_prompt
 
     if style not in TRACE_STYLES or style == "direct":
@@ -100,7 +104,9 @@ def probe_place_value(loaded, rows: list[dict], style: str = "place_value") -> d
             part = [i for i, (s, e) in enumerate(spans) if s < end and e > start and e > s]
             ok = True
             for i in part:
-                x = torch.tensor([prompt + ids[:i] + [loaded.mask_id] * (len(ids) - i)], device=loaded.device)
+                after = ids[part[-1] + 1:] if show_rest else [loaded.mask_id] * (len(ids) - part[-1] - 1)
+                x = torch.tensor([prompt + ids[:i] + [loaded.mask_id] * (part[-1] + 1 - i) + after],
+                                 device=loaded.device)
                 ok = ok and int(model(x).logits[0, len(prompt) + i].argmax()) == ids[i]
             total[name] += 1
             right[name] += ok
@@ -121,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="GSM8K-layout JSONL with place-value traces (default: the shipped arith set)")
     parser.add_argument("--style", choices=[s for s in TRACE_STYLES if s != "direct"], default="place_value",
                         help="trace style the probed model was trained on (default: place_value)")
+    parser.add_argument("--show-rest", action="store_true",
+                        help="probe with the reference answer after the part shown (only the part masked)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args(argv)
@@ -145,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model(args.model, dtype="float32", device="cpu")
         data = Path(args.data) if args.data else shipped_test_set("arith")
         rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()][: args.limit]
-        out[f"{args.model}: write one part of a place-value step, the trace before it given"] = probe_place_value(loaded, rows, args.style)
+        given = "the whole answer but the part given" if args.show_rest else "the trace before it given"
+        out[f"{args.model}: write one part of a place-value step, {given}"] = probe_place_value(
+            loaded, rows, args.style, args.show_rest)
     if args.json:
         print(json.dumps({k: {n: {"right": r, "total": t} for n, (r, t) in v.items()} for k, v in out.items()}))
     else:
