@@ -3,8 +3,8 @@
 #
 #   scripts/train_demo_model.sh            # all stages: pretrain, pretrain2, cts, ship, eval
 #   scripts/train_demo_model.sh pretrain   # one stage (pretrain | pretrain2 | cts | ship | eval)
-#   scripts/train_demo_model.sh digits     # the digit-token experiment of the model card
-#   scripts/train_demo_model.sh split      # the split-trace experiment of the model card
+#   scripts/train_demo_model.sh split      # an experiment of the model card
+#                                          # (digits | split | split_suffix | pretrain3)
 #
 # Pretraining has two phases: `pretrain` learns the formats, copying and the times tables on
 # bare `a + b = c.` traces (task arith_direct); `pretrain2` continues from it on place-value
@@ -47,54 +47,33 @@ if [[ $stage == pretrain || $stage == all ]]; then
         $(resume_flag "$RUNS/pretrain")
 fi
 
+# A phase continued from an earlier phase's final weights: fresh warmup and cosine schedule,
+# the two-step-heavy level mix. Callers add init, out, seed, lr, the time budget, the answer
+# length, the task mix and the resume flag.
+CONTINUED=(
+    --threads "$THREADS"
+    --batch-size 64 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 --pad-weight 0.1
+    --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55
+    --checkpoint-every 250 --keep-checkpoints 3
+)
+
 if [[ $stage == pretrain2 || $stage == all ]]; then
     # Same objective and mix, continued from phase 1's final weights, with sums and
-    # differences written by place value; fresh warmup and cosine schedule.
-    $PY -m evotoken_core.training.cli pretrain \
-        --init "$RUNS/pretrain" --out "$RUNS/pretrain2" --seed 2 --threads "$THREADS" \
-        --batch-size 64 --lr 1e-3 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 \
-        --steps "${PRETRAIN2_STEPS:-30000}" --time-budget-min "$PRETRAIN2_MIN" \
-        --answer-length 40 --pad-weight 0.1 \
+    # differences written by place value.
+    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" \
+        --init "$RUNS/pretrain" --out "$RUNS/pretrain2" --seed 2 --lr 1e-3 \
+        --steps "${PRETRAIN2_STEPS:-30000}" --time-budget-min "$PRETRAIN2_MIN" --answer-length 40 \
         --tasks arith:0.7,countdown:0.15,demo:0.15 \
-        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
-        --checkpoint-every 250 --keep-checkpoints 3 \
         $(resume_flag "$RUNS/pretrain2")
 fi
 
-if [[ $stage == split_suffix ]]; then
-    # Experiment: the split run continued with suffix masking (the model card ran it from
-    # SPLIT_SUFFIX_INIT=runs/pretrain_split/checkpoint-1500, where the split run was stopped).
-    $PY -m evotoken_core.training.cli pretrain \
-        --init "${SPLIT_SUFFIX_INIT:-$RUNS/pretrain_split}" --out "$RUNS/pretrain_split_suffix" --seed 6 \
-        --threads "$THREADS" --batch-size 64 --lr 5e-4 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 \
-        --steps 30000 --time-budget-min "${SPLIT_SUFFIX_MIN:-50}" \
-        --answer-length 48 --pad-weight 0.1 --suffix-mask-share 0.5 \
-        --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
-        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
-        --checkpoint-every 250 --keep-checkpoints 3 \
-        $(resume_flag "$RUNS/pretrain_split_suffix")
-fi
-
-if [[ $stage == pretrain3 ]]; then
-    # Phase 3: pretrain2 continued with half of the rows masking the last t-fraction of the
-    # answer instead of a random t-fraction (--suffix-mask-share 0.5), so that the model
-    # learns to write the next step from a given trace with nothing after it shown.
-    $PY -m evotoken_core.training.cli pretrain \
-        --init "$RUNS/pretrain2" --out "$RUNS/pretrain3" --seed 5 --threads "$THREADS" \
-        --batch-size 64 --lr 1e-3 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 \
-        --steps 30000 --time-budget-min "${PRETRAIN3_MIN:-70}" \
-        --answer-length 40 --pad-weight 0.1 --suffix-mask-share 0.5 \
-        --tasks arith:0.7,countdown:0.15,demo:0.15 \
-        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
-        --checkpoint-every 250 --keep-checkpoints 3 \
-        $(resume_flag "$RUNS/pretrain3")
-fi
+# Experiments of the model card, not part of `all`.
 
 if [[ $stage == digits ]]; then
-    # Experiment (not part of `all`): one from-scratch phase with numbers spelled in digits
-    # (--no-whole-numbers), so that a sum's ones, tens and carry are single-digit facts.
-    # Place-value traces from the start; answers up to 55 tokens, hence --answer-length 56
-    # (score with --gen-length 56 --block-length 8 --steps 28). Measured: 105 min, then
+    # One from-scratch phase with numbers spelled in digits (--no-whole-numbers), so that a
+    # sum's ones, tens and carry are single-digit facts. Place-value traces from the start;
+    # answers up to 55 tokens, hence --answer-length 56 (score with --gen-length 56
+    # --block-length 8 --steps 28). Measured: 105 min, then
     #   CTS_BASE=runs/pretrain_digits CTS_OUT=runs/cts_digits CTS_ANSWER_LENGTH=56 \
     #       scripts/train_demo_model.sh cts
     # 9.7 % held-out arithmetic, against 19.3 % for the shipped two-phase whole-number run
@@ -106,21 +85,39 @@ if [[ $stage == digits ]]; then
 fi
 
 if [[ $stage == split ]]; then
-    # Experiment (not part of `all`): a third phase from pretrain2's final weights on split
-    # traces (`72+14=70+10+2+4=80+6=86.`, task arith_split), which put the two ones digits side
-    # by side. Answers up to 46 tokens, hence --answer-length 48 (score with --gen-length 48
-    # --block-length 8 --steps 24). CTS on it:
-    #   CTS_BASE=runs/pretrain_split CTS_OUT=runs/cts_split CTS_ANSWER_LENGTH=48 \
+    # A third phase from pretrain2 on split traces (`72+14=70+10+2+4=80+6=86.`, task
+    # arith_split), which put the two ones digits side by side. Answers up to 46 tokens, hence
+    # --answer-length 48 (score with --gen-length 48 --block-length 8 --steps 24). The model
+    # card's run was stopped by hand at checkpoint-1500 (31 min). CTS on a split model:
+    #   CTS_BASE=... CTS_OUT=... CTS_ANSWER_LENGTH=48 \
     #       CTS_TASKS=arith_split:0.7,countdown:0.15,demo:0.15 scripts/train_demo_model.sh cts
-    $PY -m evotoken_core.training.cli pretrain \
-        --init "$RUNS/pretrain2" --out "$RUNS/pretrain_split" --seed 4 --threads "$THREADS" \
-        --batch-size 64 --lr 1e-3 --warmup-steps 50 --min-lr-ratio 0.1 --weight-decay 0.1 \
-        --steps 30000 --time-budget-min "${SPLIT_MIN:-95}" \
-        --answer-length 48 --pad-weight 0.1 \
+    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" \
+        --init "$RUNS/pretrain2" --out "$RUNS/pretrain_split" --seed 4 --lr 1e-3 \
+        --steps 30000 --time-budget-min "${SPLIT_MIN:-95}" --answer-length 48 \
         --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
-        --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
-        --checkpoint-every 250 --keep-checkpoints 3 \
         $(resume_flag "$RUNS/pretrain_split")
+fi
+
+if [[ $stage == split_suffix ]]; then
+    # The split run continued with suffix masking: half of the rows mask the last t-fraction
+    # of the answer instead of a random t-fraction (--suffix-mask-share 0.5), so that the model
+    # learns to write the next part from a given trace with nothing after it shown. The model
+    # card ran it from SPLIT_SUFFIX_INIT=runs/pretrain_split/checkpoint-1500.
+    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" --suffix-mask-share 0.5 \
+        --init "${SPLIT_SUFFIX_INIT:-$RUNS/pretrain_split}" --out "$RUNS/pretrain_split_suffix" --seed 6 \
+        --lr 5e-4 --steps 30000 --time-budget-min "${SPLIT_SUFFIX_MIN:-50}" --answer-length 48 \
+        --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
+        $(resume_flag "$RUNS/pretrain_split_suffix")
+fi
+
+if [[ $stage == pretrain3 ]]; then
+    # Suffix masking alone: pretrain2 continued on place-value traces with
+    # --suffix-mask-share 0.5 (the model card's run was stopped by hand after 32 min).
+    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" --suffix-mask-share 0.5 \
+        --init "$RUNS/pretrain2" --out "$RUNS/pretrain3" --seed 5 --lr 1e-3 \
+        --steps 30000 --time-budget-min "${PRETRAIN3_MIN:-70}" --answer-length 40 \
+        --tasks arith:0.7,countdown:0.15,demo:0.15 \
+        $(resume_flag "$RUNS/pretrain3")
 fi
 
 if [[ $stage == cts || $stage == all ]]; then
