@@ -118,6 +118,24 @@ def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tmp_
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
 
 
+def test_stop_at_step_ends_a_run_early_without_touching_its_schedule(tmp_path, tiny_tokenizer):
+    """A cosine run stopped at step 2 of 4 and resumed ends where the uninterrupted run ends."""
+    whole = micro_pretrain(tmp_path / "a", steps=4, warmup_steps=0)
+    full = run_pretrain(whole, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, whole), show_progress=False)
+    first = micro_pretrain(tmp_path / "b", steps=4, warmup_steps=0, stop_at_step=2)
+    stopped = run_pretrain(first, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, first), show_progress=False)
+    assert stopped.step == 2 and (Path(first.out) / "model.safetensors").exists()
+    assert [m["lr"] for m in stopped.history] == [m["lr"] for m in full.history[:2]]
+    resumed_cfg = micro_pretrain(tmp_path / "b", steps=4, warmup_steps=0, resume=first.out)
+    run_pretrain(resumed_cfg, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, resumed_cfg), show_progress=False)
+    a = load_model(whole.out, device="cpu").model.state_dict()
+    b = load_model(resumed_cfg.out, device="cpu").model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="stop_at_step"):
+        micro_pretrain(tmp_path / "c", stop_at_step=-1)
+
+
 def test_cts_soft_inputs_are_what_build_soft_state_gives(pretrained, tiny_tokenizer):
     loaded = load_model(pretrained, device="cpu")
     cfg = PretrainConfig(**MICRO, out="unused")

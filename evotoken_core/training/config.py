@@ -26,6 +26,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1      # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100
     time_budget_min: float | None = None  # also stop (lr fully decayed) after this much training
+    stop_at_step: int = 0          # end this run at this step, schedule unchanged (0: never)
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     beta2: float = 0.98
@@ -51,6 +52,7 @@ class TrainConfig:
         _need(self.lr > 0, "lr must be positive")
         _need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         _need(self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        _need(self.stop_at_step >= 0, "stop_at_step must be >= 0 (0: never)")
         _need(self.answer_length >= 2, "answer_length must be at least 2")
         _need(0 <= self.pad_weight <= 1, "pad_weight must be in [0, 1]")
         _need(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
@@ -105,6 +107,7 @@ class CTSConfig(TrainConfig):
     alpha_min: float = 0.5
     alpha_max: float = 1.0
     block_lengths: str = "8,16,32"  # block length L, one value drawn per batch
+    block_prefix_share: float = 0.0  # rows whose unmasked block positions are its first ones (0: random)
     full: bool = False             # full fine-tune instead of LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -122,6 +125,7 @@ class CTSConfig(TrainConfig):
         _need(max(parse_ints(self.block_lengths)) <= self.answer_length,
               "block_lengths must fit in answer_length")
         _need(self.k_soft >= 1, "k_soft must be at least 1")
+        _need(0 <= self.block_prefix_share <= 1, "block_prefix_share must be in [0, 1]")
         _need(0 <= self.alpha_min <= self.alpha_max <= 1, "need 0 <= alpha_min <= alpha_max <= 1")
         _need(self.lora_r >= 1, "lora_r must be at least 1")
 

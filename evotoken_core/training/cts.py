@@ -54,8 +54,14 @@ class CTSResult:
 
 
 def make_plan(batch: EncodedBatch, rng: random.Random, generator: torch.Generator,
-              block_lengths: list[int], unmask_counts: list[int], alpha_range: tuple[float, float]) -> CTSPlan:
-    """Blocks sit where the decoder puts them: at a multiple of L from the answer start."""
+              block_lengths: list[int], unmask_counts: list[int], alpha_range: tuple[float, float],
+              prefix_share: float = 0.0) -> CTSPlan:
+    """Blocks sit where the decoder puts them: at a multiple of L from the answer start.
+
+    The block keeps a random number of its positions unmasked: random positions, or, in a
+    `prefix_share` of the rows, the block's first ones, the state of a block that is being
+    written in order. The positions filled during the unroll are random either way, and with
+    `prefix_share` 0 every draw is the same as without it."""
     B, T = batch.input_ids.shape
     device = batch.input_ids.device
     region = batch.answer_lengths
@@ -72,6 +78,11 @@ def make_plan(batch: EncodedBatch, rng: random.Random, generator: torch.Generato
     rank = score.argsort(1).argsort(1)                                         # block first, random order
     keep = in_block & (rank < n_keep[:, None])
     fill_rank = torch.where(in_block & ~keep, rank - n_keep[:, None], torch.full_like(rank, -1))
+    if prefix_share > 0:
+        prefix_rows = torch.rand(B, generator=generator, device=device) < prefix_share
+        keep = torch.where(prefix_rows[:, None], in_block & (pos - start[:, None] < n_keep[:, None]), keep)
+        open_rank = score.masked_fill(keep, 3.0).argsort(1).argsort(1)        # random order of the rest
+        fill_rank = torch.where(in_block & ~keep, open_rank, torch.full_like(rank, -1))
     return CTSPlan(L, u, alpha, start, fill_rank, keep)
 
 

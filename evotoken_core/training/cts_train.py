@@ -48,7 +48,8 @@ def cts_loss_fn(model, source: BatchSource, config: CTSConfig, device):
     def loss_fn(step: int) -> StepOutput:
         batch = source.batch(step).to(device)
         plan = make_plan(batch, step_rng(config.seed, step, "cts"), step_generator(config.seed, step, device),
-                         block_lengths, unmask_counts, (config.alpha_min, config.alpha_max))
+                         block_lengths, unmask_counts, (config.alpha_min, config.alpha_max),
+                         config.block_prefix_share)
         result = cts_unroll(net, batch, plan, mask_id, config.unroll_steps, config.k_soft)
         metrics = {"block_acc": result.block_accuracy, "block_length": plan.block_length,
                    "unmask_count": plan.unmask_count, "alpha": plan.alpha,

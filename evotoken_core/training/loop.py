@@ -104,6 +104,10 @@ class Trainer:
         prune_checkpoints(self.config.out, self.config.keep_checkpoints)
         return directory
 
+    def _finished(self) -> bool:
+        stop = self.config.stop_at_step
+        return self.schedule.finished(self.step, self.elapsed_s) or (stop > 0 and self.step >= stop)
+
     def run(self) -> list[dict]:
         """Train from the current step until the step count or the time budget is reached."""
         cfg = self.config
@@ -114,7 +118,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=2.0)
         ema, tokens, run_s = math.nan, 0, 0.0
         try:
-            while not self.schedule.finished(self.step, self.elapsed_s):
+            while not self._finished():
                 t0 = time.perf_counter()
                 m = self.train_step(self.step)
                 dt = time.perf_counter() - t0
@@ -128,7 +132,7 @@ class Trainer:
                 self.history.append(m)
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{m['tokens_per_s']:.0f}", lr=f"{m['lr']:.1e}")
-                done = self.schedule.finished(self.step, self.elapsed_s)
+                done = self._finished()
                 if self.step % 10 == 0 or done:
                     log.write(json.dumps(m) + "\n")
                     log.flush()
