@@ -69,7 +69,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     remote.add_argument("--api-key", default=None)
     remote.add_argument("--model-name", default=None, help="served model id (default: the first /v1/models entry)")
     dec = p.add_argument_group("decoding")
-    dec.add_argument("--gen-length", type=int, default=40, help="tokens generated per answer (the demo model is trained on 40)")
+    dec.add_argument("--gen-length", type=int, default=48, help="tokens generated per answer (the demo model is trained on 48)")
     dec.add_argument("--block-length", type=int, default=8)
     dec.add_argument("--steps", type=int, default=None, help="refinement steps (default: half the canvas, as the reference eval)")
     dec.add_argument("--temperature", type=float, default=d.temperature)
