@@ -62,6 +62,14 @@ CONTINUED=(
     --checkpoint-every 250 --keep-checkpoints 3
 )
 
+# A continued phase on split traces with suffix masking (half of the rows mask the last
+# t-fraction of the answer instead of a random t-fraction): INIT OUT SEED LR MINUTES.
+split_suffix_phase() {
+    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" --suffix-mask-share 0.5 \
+        --init "$1" --out "$2" --seed "$3" --lr "$4" --steps 30000 --time-budget-min "$5" \
+        --answer-length 48 --tasks arith_split:0.7,countdown:0.15,demo:0.15 $(resume_flag "$2")
+}
+
 if [[ $stage == pretrain2 || $stage == all ]]; then
     # Same objective and mix, continued from phase 1's final weights, with sums and
     # differences written by place value.
@@ -84,23 +92,13 @@ if [[ $stage == split || $stage == all ]]; then
 fi
 
 if [[ $stage == split_suffix || $stage == all ]]; then
-    # Suffix masking on split traces: half of the rows mask the last t-fraction of the answer
-    # instead of a random t-fraction.
-    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" --suffix-mask-share 0.5 \
-        --init "$RUNS/pretrain_split" --out "$RUNS/pretrain_split_suffix" --seed 6 \
-        --lr 5e-4 --steps 30000 --time-budget-min "${SPLIT_SUFFIX_MIN:-50}" --answer-length 48 \
-        --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
-        $(resume_flag "$RUNS/pretrain_split_suffix")
+    split_suffix_phase "$RUNS/pretrain_split" "$RUNS/pretrain_split_suffix" 6 5e-4 "${SPLIT_SUFFIX_MIN:-50}"
 fi
 
 if [[ $stage == split_suffix2 || $stage == all ]]; then
     # split_suffix continued with a fresh, lower cosine schedule and a new data seed: its
     # ones sums were still rising when its budget ran out.
-    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" --suffix-mask-share 0.5 \
-        --init "$RUNS/pretrain_split_suffix" --out "$RUNS/pretrain_split_suffix2" --seed 7 \
-        --lr 3e-4 --steps 30000 --time-budget-min "${SPLIT_SUFFIX2_MIN:-85}" --answer-length 48 \
-        --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
-        $(resume_flag "$RUNS/pretrain_split_suffix2")
+    split_suffix_phase "$RUNS/pretrain_split_suffix" "$RUNS/pretrain_split_suffix2" 7 3e-4 "${SPLIT_SUFFIX2_MIN:-85}"
 fi
 
 # Experiments of the model card, not part of `all`.
@@ -121,13 +119,9 @@ if [[ $stage == digits ]]; then
 fi
 
 if [[ $stage == split_suffix3 ]]; then
-    # The shipped phase 5 continued once more (lr 2e-4, seed 8): phase 5 took held-out
-    # arithmetic from 35.0 to 61.3 % and its loss was still falling.
-    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" --suffix-mask-share 0.5 \
-        --init "$RUNS/pretrain_split_suffix2" --out "$RUNS/pretrain_split_suffix3" --seed 8 \
-        --lr 2e-4 --steps 30000 --time-budget-min "${SPLIT_SUFFIX3_MIN:-120}" --answer-length 48 \
-        --tasks arith_split:0.7,countdown:0.15,demo:0.15 \
-        $(resume_flag "$RUNS/pretrain_split_suffix3")
+    # The shipped phase 5 continued once more: phase 5 took held-out arithmetic from 35.0 to
+    # 61.3 % and its loss was still falling.
+    split_suffix_phase "$RUNS/pretrain_split_suffix2" "$RUNS/pretrain_split_suffix3" 8 2e-4 "${SPLIT_SUFFIX3_MIN:-120}"
 fi
 
 if [[ $stage == pretrain3 ]]; then
