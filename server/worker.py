@@ -87,7 +87,10 @@ class EngineWorker:
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
+        # `death` is set before the in-flight rows are failed, so a client that got the 503 of a
+        # dying worker never sees it ready: the thread itself may still be unwinding.
+        return (self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
+                and self.death is None)
 
     # --- called from the event loop --------------------------------------------------------------
     def admit(self, rows: list[DecodeRequest], sink: Sink) -> None:

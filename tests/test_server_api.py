@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from contextlib import ExitStack
 from functools import partial
@@ -499,10 +500,18 @@ def test_a_dead_worker_makes_ready_false_and_requests_503(strict):
         raise WorkerKilled("simulated crash")
 
     strict.worker.engine.fault_hook = kill
+    deliver, unwound = strict.worker._fail_all, threading.Event()
+
+    def deliver_then_linger(*args, **kwargs):  # the dying thread is still alive after the 503 is out
+        deliver(*args, **kwargs)
+        unwound.wait(2.0)
+
+    strict.worker._fail_all = deliver_then_linger
     err = error_of(strict.post("/v1/completions", {"prompt": "Hi", "max_tokens": 4}, headers=AUTH), 503)
     assert "simulated crash" in err["message"]
     assert error_of(strict.get("/ready", headers=AUTH), 503)
     assert error_of(strict.get("/health", headers=AUTH), 503)
+    unwound.set()
     # A 503, not the 504 this fixture's 0.5 s queue timeout would give: the request was refused
     # at once instead of waiting in a queue that nothing drains (no wall-clock bound needed).
     error_of(strict.post("/v1/completions", {"prompt": "Hi", "max_tokens": 4}, headers=AUTH), 503)
