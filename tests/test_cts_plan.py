@@ -7,22 +7,17 @@ import torch
 
 from evotoken_core.training.config import CTSConfig
 from evotoken_core.training.cts import make_plan
-from evotoken_core.training.encoding import SpecialIds, collate
+from evotoken_core.training.encoding import collate
 from evotoken_core.training.loop import step_generator
 from evotoken_core.training.source import step_rng
+from tests.synthetic_rows import IDS, answer_pairs
 
-IDS = SpecialIds(mask=99, end_of_text=2, end_of_turn=3)
 CPU = torch.device("cpu")
 
 
 def batch(rows: int = 96):
-    g = torch.Generator().manual_seed(0)
-    pairs = []
-    for _ in range(rows):
-        p = int(torch.randint(3, 7, (1,), generator=g))
-        a = int(torch.randint(8, 20, (1,), generator=g))
-        pairs.append(([10 + i for i in range(p)], [40 + i for i in range(a)] + [IDS.end_of_turn]))
-    return collate(pairs, IDS, answer_length=24, pad_weight=0.1)
+    """Prompts of 3 to 6 tokens, answers of 8 to 19 tokens plus eot, a region of at least 24."""
+    return collate(answer_pairs(rows, (3, 7), (8, 20)), IDS, answer_length=24, pad_weight=0.1)
 
 
 def plan(b, share: float, seed: int = 0):

@@ -7,19 +7,13 @@ import torch
 
 from evotoken_core.training.config import PretrainConfig
 from evotoken_core.training.diffusion import add_mask_noise
-from evotoken_core.training.encoding import SpecialIds, collate
-
-IDS = SpecialIds(mask=99, end_of_text=2, end_of_turn=3)
+from evotoken_core.training.encoding import collate
+from tests.synthetic_rows import IDS, answer_pairs
 
 
 def batch(rows: int = 64):
     """Prompts of 3 to 6 tokens, answers of 2 to 9 tokens plus eot, a region of at least 12."""
-    g = torch.Generator().manual_seed(0)
-    pairs = []
-    for _ in range(rows):
-        p = int(torch.randint(3, 7, (1,), generator=g))
-        a = int(torch.randint(2, 10, (1,), generator=g))
-        pairs.append(([10 + i for i in range(p)], [40 + i for i in range(a)] + [IDS.end_of_turn]))
+    pairs = answer_pairs(rows, (3, 7), (2, 10))
     return collate(pairs, IDS, answer_length=12, pad_weight=0.1), pairs
 
 
