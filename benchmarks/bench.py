@@ -18,7 +18,7 @@ import sys
 import torch
 
 from evotoken_core.commands.common import add_decoding_args, add_model_args, fail, load_from_args, settings_from_args
-from evotoken_core.decoding import SettingsError
+from evotoken_core.decoding import RecommendedDecoding, SettingsError
 from evotoken_core.model import ModelNotFoundError
 
 from .measure import Run, run_engine, run_paired
@@ -67,7 +67,7 @@ def _load(args):
 def run_bench(args) -> int:
     try:
         loaded = _load(args)
-        settings = settings_from_args(args)
+        settings = settings_from_args(args, RecommendedDecoding.read(loaded.path) if loaded.path else None)
         levels = [int(c) for c in args.concurrency.split(",")]
     except (SettingsError, ModelNotFoundError, FileNotFoundError, ValueError) as error:
         return fail(str(error))

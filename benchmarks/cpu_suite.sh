@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 model=${1:-}
 out=${2:-runs/bench}
 mkdir -p "$out"
-bench() { .venv/bin/evotoken bench ${model:+--model "$model"} --task arith "$@"; }
+# The reference settings (gen 128, block 32, 64 steps), whatever the model recommends.
+bench() { .venv/bin/evotoken bench ${model:+--model "$model"} --task arith --gen-length 128 --block-length 32 --steps 64 "$@"; }
 
 # exact mode against the published loop: batch 1 and rows in flight, both decoding modes
 bench --requests 16 --concurrency 1,4,16 --reference --threads 1 --json --plot "$out/evotoken.png" > "$out/evotoken.json"

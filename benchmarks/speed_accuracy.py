@@ -27,7 +27,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from evotoken_core.eval.cli import EvalError, _csv, base_settings, configure_parser, make_generator, task_files
+from evotoken_core.eval.cli import (EvalError, _csv, base_settings, configure_parser, make_generator,
+                                    recommended_decoding, task_files)
 from evotoken_core.eval.datasets import DatasetError, load_items
 from evotoken_core.eval.harness import RunResult, evaluate_task, plan_runs
 
@@ -53,7 +54,7 @@ def answer_tokens(tokenizer, result: RunResult) -> int:
 
 
 def measure(args) -> list[dict]:
-    base = base_settings(args)
+    base = base_settings(args, recommended_decoding(args))
     datasets = [(task, load_items(task, path, args.limit)) for task, path in task_files(args)]
     generator, model_ref = make_generator(args)
     tokenizer = generator.tokenizer

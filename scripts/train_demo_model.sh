@@ -121,7 +121,7 @@ fi
 if [[ $stage == split_suffix3 ]]; then
     # The shipped phase 5 continued once more: phase 5 took held-out arithmetic from 35.0 to
     # 61.3 % and its loss was still falling.
-    split_suffix_phase "$RUNS/pretrain_split_suffix2" "$RUNS/pretrain_split_suffix3" 8 2e-4 "${SPLIT_SUFFIX3_MIN:-120}"
+    split_suffix_phase "$RUNS/pretrain_split_suffix2" "$RUNS/pretrain_split_suffix3" 8 2e-4 "${SPLIT_SUFFIX3_MIN:-110}"
 fi
 
 if [[ $stage == pretrain3 ]]; then

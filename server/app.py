@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from evotoken_core import __version__
-from evotoken_core.decoding import DecodeRequest, DecodeSettings
+from evotoken_core.decoding import DecodeRequest, DecodeSettings, RecommendedDecoding
 
 from .auth import APIKeyMiddleware
 from .errors import declare_errors_only_in_openai_shape, install_error_handlers
@@ -62,6 +62,11 @@ def resolve_model_ref(settings: Settings) -> str:
     return str(path)
 
 
+def with_model_recommendation(settings: Settings, model_dir: Path) -> Settings:
+    """`settings` with the checkpoint's recommended decoding filled in where none was set."""
+    return settings.with_recommended(RecommendedDecoding.read(model_dir))
+
+
 def served_names(settings: Settings) -> list[str]:
     """The model id clients send, then the LoRA adapter's id if one is applied."""
     if settings.served_model_name:
@@ -88,6 +93,8 @@ async def _start(app: FastAPI, settings: Settings) -> None:
             merge_lora=settings.merge_lora)
         if loaded.tokenizer is None:
             raise StartupError(f"{loaded.path} has no tokenizer; the server needs one")
+        settings = state.settings = with_model_recommendation(settings, loaded.path)
+        state.model_cards[0].evotoken_defaults = decode_defaults(settings)
         engine = Engine(loaded, max_batch_size=settings.max_batch_size)
         worker = EngineWorker(engine, settings.max_batch_size, settings.max_queue, state.metrics,
                               threads=settings.threads)
@@ -132,6 +139,12 @@ def create_app(settings: Settings | None = None, exit_on_startup_failure: bool =
     """The app for `settings`; `exit_on_startup_failure` (the CLI) stops the process when the
     model cannot be loaded instead of staying up with /health failing."""
     settings = settings or Settings()
+    local_model = Path(settings.model) if settings.model else None
+    if local_model is None or local_model.is_dir():
+        try:  # advertise a local checkpoint's defaults from the start; a hub model's once loaded
+            settings = with_model_recommendation(settings, local_model or Path(resolve_model_ref(settings)))
+        except (StartupError, ValueError):
+            pass  # startup reports it
     app = FastAPI(title="evotoken", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible server for EvoToken diffusion language models")
     app.state.settings = settings

@@ -14,10 +14,12 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from evotoken_core.decoding import DecodeSettings, SettingsError
+from evotoken_core.decoding import DecodeSettings, RecommendedDecoding, SettingsError, steps_for
 
 ENV_PREFIX = "EVOTOKEN_"
 _CONFIG = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+# The model settings a checkpoint may recommend (generation_config.json, key `evotoken`).
+RECOMMENDED_FIELDS = ("max_tokens", "block_length", "steps_ratio")
 
 
 def _split_commas(value):
@@ -92,11 +94,15 @@ class ModelSettings(BaseSettings):
         False, description="Accepted for familiarity and kept off: the model code is part of this "
         "package, and a request can never choose a model path.")
     max_batch_size: int = Field(32, ge=1, description="Rows decoded together in one refinement step.")
-    max_tokens: int = Field(128, ge=1, description="max_tokens of a request that gives none.")
+    max_tokens: int = Field(128, ge=1, description="max_tokens of a request that gives none. "
+                            "Unset, the model's recommendation applies (see below).")
     steps_ratio: float = Field(
         0.5, gt=0, le=1, description="Default refinement steps per generated token (steps = "
-        "ratio x block_length per block) when a request gives no `steps`.")
-    block_length: int = Field(32, ge=1, description="Default block length (semi-autoregressive blocks).")
+        "ratio x block_length per block) when a request gives no `steps`. Unset, the model's "
+        "recommendation applies.")
+    block_length: int = Field(32, ge=1, description="Default block length (semi-autoregressive blocks). "
+                              "Unset, the model's recommendation applies: the `evotoken` key of its "
+                              "generation_config.json names max_tokens, block_length and steps_ratio.")
     k_soft: int = Field(3, ge=1, description="Default number of top candidates in a soft token.")
     alpha_soft_mask: float = Field(0.7, ge=0, lt=1, description="Default weight of the mask embedding in a soft token.")
     temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature (0: greedy).")
@@ -126,8 +132,14 @@ class ModelSettings(BaseSettings):
 
     def default_steps(self, gen_length: int, block_length: int) -> int:
         """Steps for a canvas when the request names none: `steps_ratio` of every block."""
-        per_block = max(1, round(self.steps_ratio * block_length))
-        return per_block * (gen_length // block_length)
+        return steps_for(gen_length, block_length, self.steps_ratio)
+
+    def with_recommended(self, recommended: RecommendedDecoding):
+        """These settings with the checkpoint's recommended canvas, block length and steps
+        ratio filled in wherever the operator set none (by flag or environment)."""
+        update = {name: getattr(recommended, name) for name in RECOMMENDED_FIELDS
+                  if name not in self.model_fields_set}
+        return self.model_copy(update=update)._defaults_decode()
 
 
 class Settings(ServerSettings, ModelSettings):

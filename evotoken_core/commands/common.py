@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from ..decoding import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
+from ..decoding import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, RecommendedDecoding, SettingsError
 from ..model import LoadedModel, load_model
 
 
@@ -20,12 +20,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
-def add_decoding_args(p: argparse.ArgumentParser, defaults: DecodeSettings | None = None) -> None:
-    d = defaults or DecodeSettings()
-    g = p.add_argument_group("decoding (defaults are the reference command's)")
-    g.add_argument("--gen-length", type=int, default=d.gen_length)
-    g.add_argument("--block-length", type=int, default=d.block_length)
-    g.add_argument("--steps", type=int, default=d.steps)
+def add_decoding_args(p: argparse.ArgumentParser) -> None:
+    d = DecodeSettings()
+    g = p.add_argument_group("decoding (unset canvas settings come from the model's recommendation, "
+                             "else the reference command's 128 / 32 / 64)")
+    g.add_argument("--gen-length", type=int, default=None, help="tokens to generate")
+    g.add_argument("--block-length", type=int, default=None)
+    g.add_argument("--steps", type=int, default=None, help="refinement steps (default: half of every block)")
     g.add_argument("--temperature", type=float, default=d.temperature)
     g.add_argument("--k-soft", type=int, default=d.k_soft)
     g.add_argument("--alpha-soft-mask", type=float, default=d.alpha_soft_mask)
@@ -39,8 +40,10 @@ def add_decoding_args(p: argparse.ArgumentParser, defaults: DecodeSettings | Non
                    help="decode every block even after an end token (same text, more forward passes)")
 
 
-def settings_from_args(args: argparse.Namespace) -> DecodeSettings:
-    return DecodeSettings(
+def settings_from_args(args: argparse.Namespace, recommended: RecommendedDecoding | None = None) -> DecodeSettings:
+    """The flags' settings; canvas, block length and steps left unset come from `recommended`
+    (the loaded checkpoint's), else the reference defaults."""
+    return (recommended or RecommendedDecoding()).settings(
         gen_length=args.gen_length, block_length=args.block_length, steps=args.steps,
         temperature=args.temperature, k_soft=args.k_soft, alpha_soft_mask=args.alpha_soft_mask,
         remasking=args.remasking, threshold=args.threshold, decoding=args.decoding, seed=args.seed,

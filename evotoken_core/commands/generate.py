@@ -8,7 +8,7 @@ import sys
 import time
 
 from ..data.prompts import INSTRUCTIONS, user_message
-from ..decoding import DecodeRequest, SettingsError
+from ..decoding import DecodeRequest, RecommendedDecoding, SettingsError
 from ..engine import Engine
 from ..model import ModelNotFoundError
 from ..text import TextAssembler, render_draft
@@ -78,7 +78,7 @@ class StepPainter:
 def run_generate(args) -> int:
     try:
         loaded = load_from_args(args)
-        settings = settings_from_args(args)
+        settings = settings_from_args(args, RecommendedDecoding.read(loaded.path))
         request = DecodeRequest("cli", prompt_ids_from_args(args, loaded.tokenizer), settings)
         engine = Engine(loaded, max_batch_size=1)
         engine.validate(request)

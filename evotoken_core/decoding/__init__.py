@@ -1,8 +1,9 @@
 """EvoToken decoding: settings, schedule, the per-step rules and the batch state."""
 
+from .recommended import RecommendedDecoding
 from .records import DecodeRequest, StepRecord, TokenState
 from .schedule import transfer_count_at, transfer_counts
-from .settings import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
+from .settings import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError, steps_for
 
 __all__ = [
     "CACHE_MODES",
@@ -10,9 +11,11 @@ __all__ = [
     "REMASKING_RULES",
     "DecodeRequest",
     "DecodeSettings",
+    "RecommendedDecoding",
     "SettingsError",
     "StepRecord",
     "TokenState",
+    "steps_for",
     "transfer_count_at",
     "transfer_counts",
 ]

@@ -10,6 +10,12 @@ REMASKING_RULES = ("low_confidence", "random")
 CACHE_MODES = ("none", "prefix", "dual")
 
 
+def steps_for(gen_length: int, block_length: int, steps_ratio: float = 0.5) -> int:
+    """Refinement steps for a canvas: `steps_ratio` of every block (rounded down), at least
+    one per block. The reference evaluation uses half of each block."""
+    return max(1, int(steps_ratio * block_length + 1e-9)) * (gen_length // block_length)
+
+
 class SettingsError(ValueError):
     """A setting is out of range; `param` names it the way the API spells it."""
 
@@ -105,7 +111,7 @@ class DecodeSettings:
             raise SettingsError("block_length", "block_length must be a positive integer")
         gen_length = -(-max_tokens // block_length) * block_length
         if steps is None:
-            steps = max(1, block_length // 2) * (gen_length // block_length)
+            steps = steps_for(gen_length, block_length)
         return cls(gen_length=gen_length, block_length=block_length, steps=steps, **others)
 
     @classmethod

@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from evotoken_core.decoding import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
-from evotoken_core.model.loading import ModelNotFoundError
+from evotoken_core.decoding import (CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings,
+                                    RecommendedDecoding, SettingsError)
+from evotoken_core.model.loading import ModelNotFoundError, resolve_model_path
 
 from .datasets import TASKS, DatasetError, load_items, shipped_test_set
 from .harness import evaluate_task, plan_runs, report_object
@@ -69,9 +70,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     remote.add_argument("--api-key", default=None)
     remote.add_argument("--model-name", default=None, help="served model id (default: the first /v1/models entry)")
     dec = p.add_argument_group("decoding")
-    dec.add_argument("--gen-length", type=int, default=48, help="tokens generated per answer (the demo model is trained on 48)")
-    dec.add_argument("--block-length", type=int, default=8)
-    dec.add_argument("--steps", type=int, default=None, help="refinement steps (default: half the canvas, as the reference eval)")
+    dec.add_argument("--gen-length", type=int, default=None,
+                     help="tokens generated per answer (default: the model's recommendation, else 128)")
+    dec.add_argument("--block-length", type=int, default=None,
+                     help="(default: the model's recommendation, else 32)")
+    dec.add_argument("--steps", type=int, default=None,
+                     help="refinement steps (default: the model's steps ratio of every block, else half, "
+                          "as the reference eval)")
     dec.add_argument("--temperature", type=float, default=d.temperature)
     dec.add_argument("--k-soft", type=int, default=d.k_soft)
     dec.add_argument("--alpha-soft-mask", type=_csv(float), default=[d.alpha_soft_mask],
@@ -90,14 +95,30 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def base_settings(args) -> DecodeSettings:
-    steps = args.steps
-    if steps is None and args.block_length >= 1 and args.gen_length % max(args.block_length, 1) == 0:
-        steps = max(1, args.block_length // 2) * (args.gen_length // args.block_length)
-    return DecodeSettings(gen_length=args.gen_length, block_length=args.block_length, steps=steps or 1,
-                          temperature=args.temperature, k_soft=args.k_soft,
-                          alpha_soft_mask=args.alpha_soft_mask[0], remasking=args.remasking,
-                          threshold=args.threshold, seed=args.seed, cache=args.cache)
+def base_settings(args, recommended: RecommendedDecoding | None = None) -> DecodeSettings:
+    """The flags' settings; canvas, block length and steps left unset come from `recommended`."""
+    return (recommended or RecommendedDecoding()).settings(
+        gen_length=args.gen_length, block_length=args.block_length, steps=args.steps,
+        temperature=args.temperature, k_soft=args.k_soft, alpha_soft_mask=args.alpha_soft_mask[0],
+        remasking=args.remasking, threshold=args.threshold, seed=args.seed, cache=args.cache)
+
+
+def recommended_decoding(args) -> RecommendedDecoding:
+    """What the model decodes best with: its checkpoint's recommendation, or for --base-url
+    the server's advertised defaults."""
+    if args.gen_length is not None and args.block_length is not None and args.steps is not None:
+        return RecommendedDecoding()  # nothing left to fill
+    if args.base_url:
+        from .remote import RemoteGenerator
+
+        try:
+            return RemoteGenerator(args.base_url, args.api_key, args.model_name).recommended()
+        except Exception as error:
+            raise EvalError(f"cannot read the server's models at {args.base_url}: {error}") from None
+    try:
+        return RecommendedDecoding.read(resolve_model_path(args.model or default_model_path()))
+    except ValueError as error:
+        raise EvalError(str(error)) from None
 
 
 def default_model_path() -> str:
@@ -152,7 +173,7 @@ def run_eval(args) -> tuple[dict, list]:
     if args.batch_size < 1:
         raise EvalError("--batch-size must be at least 1")
     try:
-        base = base_settings(args)
+        base = base_settings(args, recommended_decoding(args))
         for alpha in args.alpha_soft_mask:
             base.with_(alpha_soft_mask=alpha)
     except SettingsError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from evotoken_core.data.prompts import chat_messages
+from evotoken_core.decoding import RecommendedDecoding
 
 from .generation import Generation, Job, Progress
 
@@ -54,6 +55,19 @@ class RemoteGenerator:
                 raise RuntimeError("the server lists no models; pass --model-name")
             self.model_name = models[0].id
         return self.model_name
+
+    def recommended(self) -> RecommendedDecoding:
+        """The canvas, block length and steps ratio the served model decodes with by default
+        (this server's `evotoken_defaults` model extra), else the reference defaults."""
+        name = self.resolve_model_name()
+        card = next((m for m in self.client.models.list().data if m.id == name), None)
+        defaults = (getattr(card, "model_extra", None) or {}).get("evotoken_defaults") or {}
+        try:
+            max_tokens, block = int(defaults["max_tokens"]), int(defaults["block_length"])
+            canvas = -(-max_tokens // block) * block
+            return RecommendedDecoding(max_tokens, block, int(defaults["steps"]) / canvas)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return RecommendedDecoding()
 
     def _one(self, job: Job) -> Generation:
         s = job.settings
