@@ -7,6 +7,8 @@ import torch
 
 torch.set_flush_denormal(True)
 
+pytest_plugins = ["tests.server_harness"]  # the `app` fixture: a live server on the tiny checkpoint
+
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "Lily runs 48 km in the first 4 hours and 12 km in the next hour.",

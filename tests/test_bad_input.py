@@ -1,6 +1,6 @@
 """Hostile and malformed requests: each is a clear 4xx in OpenAI's error shape, never a 5xx.
 
-Cases already pinned in test_server_api.py (block_length 0, k_soft too large, alpha 1.5,
+Cases already pinned in test_server_errors.py (block_length 0, k_soft too large, alpha 1.5,
 steps that do not divide or exceed the tokens, 17 stop strings, malformed JSON, an unknown
 model, a prompt or max_tokens past the context, an empty messages list, an unknown role) are
 not repeated here; these are the rest of the hostile-input cases.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from server import Settings
-from test_server_api import Harness, error_of
+from tests.server_harness import Harness, error_of
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,7 +6,7 @@ with the ids of the rows in the batch (it is also how these tests see which rows
 when). The server runs in float64, where a row's text does not depend on its batch-mates, so
 "unaffected" is checked exactly: the answer equals the same request run alone.
 Already pinned elsewhere and not repeated: a failing step of a lone request, and the queue
-timeout (504, row freed) in test_server_api.py.
+timeout (504, row freed) in test_server_errors.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Security promises, as tests: keys compared in constant time and never logged, requests
 cannot pick what is loaded, trust_remote_code stays off, CORS is closed unless configured.
 
-(The body size limit is pinned in test_server_api.py and, at 10 MB with and without a
+(The body size limit is pinned in test_server_errors.py and, at 10 MB with and without a
 content-length, in test_bad_input.py.)
 """
 
@@ -16,7 +16,7 @@ import pytest
 import server.auth
 from evotoken_core.model import LLaDAModelLM, load_model
 from server import Settings
-from test_server_api import Harness, error_of
+from tests.server_harness import Harness, error_of
 from test_server_e2e import LiveServer, _free_port
 
 pytestmark = pytest.mark.timeout(120)
