@@ -148,8 +148,8 @@ if [[ $stage == cts || $stage == all ]]; then
         --answer-length "${CTS_ANSWER_LENGTH:-48}" --pad-weight 0.1 \
         --tasks "${CTS_TASKS:-arith_split:0.7,countdown:0.15,demo:0.15}" \
         --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
-        --unroll-steps 4 --unmask-counts 1,2,4,8 --k-soft 3 --alpha-min 0.5 --alpha-max 1.0 \
-        --block-lengths 8,16,32 --block-prefix-share "${CTS_PREFIX_SHARE:-0.5}" --full \
+        --unroll-steps 4 --unmask-counts "${CTS_UNMASK:-1,2,4,8}" --k-soft 3 --alpha-min 0.5 --alpha-max 1.0 \
+        --block-lengths "${CTS_BLOCKS:-8,16,32}" --block-prefix-share "${CTS_PREFIX_SHARE:-0.5}" --full \
         --checkpoint-every 200 --keep-checkpoints 2 \
         $(resume_flag "${CTS_OUT:-$RUNS/cts}")
 fi

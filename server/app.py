@@ -67,6 +67,23 @@ def with_model_recommendation(settings: Settings, model_dir: Path) -> Settings:
     return settings.with_recommended(RecommendedDecoding.read(model_dir))
 
 
+def local_model_dir(settings: Settings) -> Path | None:
+    """The checkpoint directory when it is known without downloading anything: a local path,
+    the embedded model, or a hub id already in the Hugging Face cache."""
+    from evotoken_core.model.loading import ModelNotFoundError, resolve_model_path
+
+    try:
+        return resolve_model_path(resolve_model_ref(settings), allow_download=False)
+    except (StartupError, ModelNotFoundError, OSError):
+        return None
+
+
+def advertise_defaults(state, settings: Settings) -> None:
+    """Every `/v1/models` entry (the base and its LoRA adapter) lists what a request gets."""
+    for card in state.model_cards:
+        card.evotoken_defaults = decode_defaults(settings)
+
+
 def served_names(settings: Settings) -> list[str]:
     """The model id clients send, then the LoRA adapter's id if one is applied."""
     if settings.served_model_name:
@@ -93,8 +110,9 @@ async def _start(app: FastAPI, settings: Settings) -> None:
             merge_lora=settings.merge_lora)
         if loaded.tokenizer is None:
             raise StartupError(f"{loaded.path} has no tokenizer; the server needs one")
-        settings = state.settings = with_model_recommendation(settings, loaded.path)
-        state.model_cards[0].evotoken_defaults = decode_defaults(settings)
+        # From what the operator set, not from the early guess: the loaded checkpoint decides.
+        settings = state.settings = with_model_recommendation(state.operator_settings, loaded.path)
+        advertise_defaults(state, settings)
         engine = Engine(loaded, max_batch_size=settings.max_batch_size)
         worker = EngineWorker(engine, settings.max_batch_size, settings.max_queue, state.metrics,
                               threads=settings.threads)
@@ -138,16 +156,17 @@ async def lifespan(app: FastAPI):
 def create_app(settings: Settings | None = None, exit_on_startup_failure: bool = False) -> FastAPI:
     """The app for `settings`; `exit_on_startup_failure` (the CLI) stops the process when the
     model cannot be loaded instead of staying up with /health failing."""
-    settings = settings or Settings()
-    local_model = Path(settings.model) if settings.model else None
-    if local_model is None or local_model.is_dir():
-        try:  # advertise a local checkpoint's defaults from the start; a hub model's once loaded
-            settings = with_model_recommendation(settings, local_model or Path(resolve_model_ref(settings)))
-        except (StartupError, ValueError):
+    operator_settings = settings = settings or Settings()
+    model_dir = local_model_dir(settings)
+    if model_dir is not None:  # advertise its recommendation from the start, not only once loaded
+        try:
+            settings = with_model_recommendation(settings, model_dir)
+        except ValueError:
             pass  # startup reports it
     app = FastAPI(title="evotoken", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible server for EvoToken diffusion language models")
     app.state.settings = settings
+    app.state.operator_settings = operator_settings
     app.state.exit_on_startup_failure = exit_on_startup_failure
     app.state.metrics = Metrics()
     app.state.serving = None
@@ -155,11 +174,11 @@ def create_app(settings: Settings | None = None, exit_on_startup_failure: bool =
     app.state.model_ids = served_names(settings)
     created = int(time())
     app.state.model_cards = [ModelCard(id=app.state.model_ids[0], created=created,
-                                       root=settings.model or "embedded",
-                                       evotoken_defaults=decode_defaults(settings))]
+                                       root=settings.model or "embedded")]
     if settings.lora:
         app.state.model_cards.append(ModelCard(id=settings.lora, created=created, root=settings.lora,
                                                parent=app.state.model_ids[0]))
+    advertise_defaults(app.state, settings)
     install_error_handlers(app)
     declare_errors_only_in_openai_shape(app)
     app.include_router(openai_router)

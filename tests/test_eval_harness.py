@@ -133,8 +133,10 @@ class _ChatHandler(BaseHTTPRequestHandler):
 
     seen: list[dict] = []
 
-    def do_GET(self):
-        self._send({"object": "list", "data": [{"id": "tiny", "object": "model", "created": 0, "owned_by": "x"}]})
+    def do_GET(self):  # the model entry lists its defaults the way this project's server does
+        defaults = {"max_tokens": 12, "block_length": 6, "steps": 4, "steps_ratio": 0.34}
+        self._send({"object": "list", "data": [{"id": "tiny", "object": "model", "created": 0, "owned_by": "x",
+                                                "evotoken_defaults": defaults}]})
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -177,6 +179,23 @@ def test_base_url_sends_the_diffusion_settings_and_scores_the_replies(tmp_path, 
     assert body["steps"] == 4 and body["block_length"] == 4 and body["k_soft"] == 3
     assert body["messages"][0]["content"].startswith("What is")
     assert "\\boxed{}" in body["messages"][0]["content"]
+
+
+def test_base_url_without_canvas_flags_decodes_with_the_servers_defaults(tmp_path, capsys):
+    pytest.importorskip("openai")
+    data = tmp_path / "gsm.jsonl"
+    data.write_text(json.dumps({"question": "What is 3 + 4?", "answer": "#### 7"}) + "\n")
+    server = HTTPServer(("127.0.0.1", 0), _ChatHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code, out, err = run_cli(capsys, "--task", "gsm8k", "--data", str(data), "--json", "--no-progress",
+                                 "--base-url", f"http://127.0.0.1:{server.server_port}/v1")
+    finally:
+        server.shutdown()
+    assert code == 0, err
+    body = _ChatHandler.seen[-1]  # 12 tokens in blocks of 6, 2 steps a block (0.34 of 6, rounded down)
+    assert (body["max_tokens"], body["block_length"], body["steps"]) == (12, 6, 4)
+    assert json.loads(out)["settings"]["gen_length"] == 12
 
 
 @pytest.mark.parametrize("args, message", [

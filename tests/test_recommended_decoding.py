@@ -114,7 +114,8 @@ def test_eval_names_a_bad_recommendation(recommending_checkpoint, capsys):
 def test_server_settings_take_the_recommendation_only_where_unset(monkeypatch):
     from server.settings import Settings
 
-    monkeypatch.delenv("EVOTOKEN_BLOCK_LENGTH", raising=False)
+    for name in ("MAX_TOKENS", "BLOCK_LENGTH", "STEPS_RATIO"):
+        monkeypatch.delenv(f"EVOTOKEN_{name}", raising=False)
     filled = Settings().with_recommended(SMALL)
     assert (filled.max_tokens, filled.block_length, filled.steps_ratio) == (16, 4, 0.25)
     kept = Settings(block_length=8).with_recommended(SMALL)
@@ -131,20 +132,57 @@ def test_server_advertises_and_serves_with_the_recommendation(recommending_check
     from server.settings import Settings
 
     app = create_app(Settings(model=str(recommending_checkpoint), served_model_name="tiny"))
+    assert app.state.model_cards[0].evotoken_defaults["block_length"] == 4  # before it loads
     with TestClient(app) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline and app.state.startup_error is None, app.state.startup_error
-            time.sleep(0.05)
-        card = client.get("/v1/models").json()["data"][0]
-        assert {k: card["evotoken_defaults"][k] for k in ("max_tokens", "block_length", "steps")} == \
-            {"max_tokens": 16, "block_length": 4, "steps": 4}
+        wait_ready(client, app)
+        assert advertised(client) == [(16, 4, 4, 0.25)]
         served = app.state.serving.settings
         s = CompletionRequest(prompt="x").decode_settings(served, served.max_tokens)
         assert (s.gen_length, s.block_length, s.steps) == (16, 4, 4)
-        response = client.post("/v1/completions", json={"model": "tiny", "prompt": "hi"})
+        response = client.post("/v1/completions", json={"model": "tiny", "prompt": "hi", "stream": True,
+                                                         "stream_steps": True})
         assert response.status_code == 200, response.text
-        assert response.json()["usage"]["completion_tokens"] <= 16
+        steps = [line for line in response.text.splitlines() if '"step"' in line]
+        assert 1 <= len(steps) <= 4  # one frame per refinement step: 4 steps over 4 blocks at most
+
+
+def advertised(client) -> list[tuple]:
+    keys = ("max_tokens", "block_length", "steps", "steps_ratio")
+    return [tuple(card["evotoken_defaults"][k] for k in keys) for card in client.get("/v1/models").json()["data"]]
+
+
+def wait_ready(client, app) -> None:
+    deadline = time.monotonic() + 60
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline and app.state.startup_error is None, app.state.startup_error
+        time.sleep(0.05)
+
+
+def test_a_model_found_only_by_loading_is_advertised_once_loaded(recommending_checkpoint, monkeypatch):
+    """A hub model that is not in the local cache is known only once startup has fetched it:
+    until then the reference defaults are listed, then its recommendation, filled in from what
+    the operator set (block 8 here)."""
+    from fastapi.testclient import TestClient
+
+    import server.app
+    from server import create_app
+    from server.settings import Settings
+
+    monkeypatch.setattr(server.app, "local_model_dir", lambda settings: None)
+    app = create_app(Settings(model=str(recommending_checkpoint), served_model_name="tiny", block_length=8))
+    with TestClient(app) as client:
+        wait_ready(client, app)
+        assert advertised(client) == [(16, 8, 4, 0.25)]
+        served = app.state.serving.settings
+        assert (served.max_tokens, served.block_length, served.steps_ratio) == (16, 8, 0.25)
+
+
+def test_the_adapter_entry_lists_the_same_defaults(recommending_checkpoint):
+    from server import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(model=str(recommending_checkpoint), served_model_name="tiny", lora="org/adapter"))
+    assert [card.evotoken_defaults["block_length"] for card in app.state.model_cards] == [4, 4]
 
 
 def test_server_with_a_bad_recommendation_fails_startup_naming_it(recommending_checkpoint):

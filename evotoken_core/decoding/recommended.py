@@ -58,7 +58,7 @@ class RecommendedDecoding:
         try:
             data = json.loads(path.read_text()).get(KEY)
             return cls() if data is None else cls.from_dict(data)
-        except (ValueError, TypeError, AttributeError) as error:
+        except (ValueError, TypeError, AttributeError, OSError) as error:
             raise ValueError(f"{path}: bad `{KEY}` decoding recommendation: {error}") from None
 
     def write(self, model_dir: str | Path) -> None:

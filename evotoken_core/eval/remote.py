@@ -63,10 +63,9 @@ class RemoteGenerator:
         card = next((m for m in self.client.models.list().data if m.id == name), None)
         defaults = (getattr(card, "model_extra", None) or {}).get("evotoken_defaults") or {}
         try:
-            max_tokens, block = int(defaults["max_tokens"]), int(defaults["block_length"])
-            canvas = -(-max_tokens // block) * block
-            return RecommendedDecoding(max_tokens, block, int(defaults["steps"]) / canvas)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return RecommendedDecoding(int(defaults["max_tokens"]), int(defaults["block_length"]),
+                                       float(defaults["steps_ratio"]))
+        except (KeyError, TypeError, ValueError):  # not this project's server: the reference
             return RecommendedDecoding()
 
     def _one(self, job: Job) -> Generation:

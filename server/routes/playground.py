@@ -53,7 +53,8 @@ def decode_defaults(settings: ModelSettings) -> dict:
     block = settings.block_length
     canvas = -(-settings.max_tokens // block) * block
     return {"max_tokens": settings.max_tokens, "block_length": block,
-            "steps": settings.default_steps(canvas, block), "temperature": settings.temperature,
+            "steps": settings.default_steps(canvas, block), "steps_ratio": settings.steps_ratio,
+            "temperature": settings.temperature,
             "k_soft": settings.k_soft, "alpha_soft_mask": settings.alpha_soft_mask,
             "threshold": settings.threshold, "decoding": settings.decoding,
             "remasking": settings.remasking, "cache": settings.cache}

@@ -11,7 +11,7 @@ import {sseData} from './sse.js';
 const KEY_STORAGE = 'evotoken.playground.apiKey';
 const FIELDS = ['max_tokens', 'block_length', 'steps', 'temperature', 'k_soft',
   'alpha_soft_mask', 'threshold', 'decoding', 'remasking', 'cache'];
-const FALLBACK_DEFAULTS = {max_tokens: 128, block_length: 32, steps: 64, temperature: 0,
+const FALLBACK_DEFAULTS = {max_tokens: 128, block_length: 32, steps: 64, steps_ratio: 0.5, temperature: 0,
   k_soft: 3, alpha_soft_mask: 0.7, threshold: null, decoding: 'evotoken', remasking: 'low_confidence',
   cache: 'none'};
 
@@ -102,8 +102,8 @@ function followSteps() {
   const gen = Number(form.elements.max_tokens.value);
   if (!(block >= 1 && gen >= 1)) return;
   const defaultCanvas = Math.ceil(defaults.max_tokens / defaults.block_length) * defaults.block_length;
-  const ratio = defaults.steps / defaultCanvas;
-  const perBlock = Math.max(1, Math.round(ratio * block));
+  const ratio = defaults.steps_ratio ?? defaults.steps / defaultCanvas;
+  const perBlock = Math.max(1, Math.floor(ratio * block + 1e-9));  // the server's rule: rounded down
   form.elements.steps.value = String(perBlock * Math.ceil(gen / block));
 }
 
