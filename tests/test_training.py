@@ -207,14 +207,16 @@ def test_train_cli_flags_mirror_the_config(tmp_path):
 
 
 # --- the shipped demo model -----------------------------------------------------------
-# Items of the shipped held-out set (arith_test.jsonl, indices 3 and 17) that the shipped model
-# answers right, every step of the trace included, in both modes at temperature 0 with
-# the settings the model recommends (and evaluation uses): a product then a sum, and two sums with a carry. The model gets about
-# three fifths of that set right (see its MODEL_CARD.md), so these pin the shipped weights and
-# the decode path end to end; they are not a measure of its skill.
+# Items of the shipped held-out set (arith_test.jsonl, indices 3, 17 and 5) that the shipped
+# model answers right, every step of the trace included, in both modes at temperature 0 with the
+# settings the model recommends (and evaluation uses): a product then a sum, two sums with a
+# carry, and two sums that carry into the hundreds. The model gets about nine in ten of that set
+# right (see its MODEL_CARD.md), so these pin the shipped weights and the decode path end to end;
+# they are not a measure of its skill.
 EASY_ITEMS = [
     ("Emma has 4 packs with 12 cards in each. She also has 20 more cards. How many cards does Emma have in all?", "68"),
     ("Sam has 34 stickers. He buys 5 more and gets 18 from Lily. How many stickers does Sam have now?", "57"),
+    ("Leo has 76 pens. He buys 5 more and gets 20 from Sam. How many pens does Leo have now?", "101"),
 ]
 
 
