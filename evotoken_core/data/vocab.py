@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerFast
 from evotoken_core.tokenizer import train_bpe_tokenizer
 
 from . import arithmetic, countdown, demo_tasks
+from .chat_template import install_chat_template
 from .example import LEVELS
 from .prompts import INSTRUCTIONS, user_message
 
@@ -67,9 +68,9 @@ def build_demo_tokenizer(whole_numbers: bool = True) -> PreTrainedTokenizerFast:
     `whole_numbers=False` leaves out the added tokens 10-1000, so every number is a run of
     digit tokens: the representation in which a ones digit is a token of its own (the shipped
     model, on whole numbers, learned the tens of its sums but not the ones; see its card)."""
-    return train_bpe_tokenizer(
+    return install_chat_template(train_bpe_tokenizer(
         corpus(),
         vocab_size=BPE_VOCAB_SIZE,
         extra_tokens=FORMAT_TOKENS + (number_tokens() if whole_numbers else []),
         individual_digits=True,
-    )
+    ))

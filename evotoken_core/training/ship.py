@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
+from evotoken_core.data.chat_template import install_chat_template
 from evotoken_core.decoding import RecommendedDecoding
 from evotoken_core.model.modeling import LLaDAModelLM
 
@@ -45,7 +46,9 @@ def pack(source: str | Path, dest: str | Path, dtype: str = "float16",
         if child.is_file() and child.name not in KEEP:
             child.unlink()
     model = LLaDAModelLM.from_pretrained(source, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    # The demo chat template adds the trained instruction line to a bare question, whatever
+    # template the run was trained under (data.chat_template).
+    tokenizer = install_chat_template(AutoTokenizer.from_pretrained(source))
     save_llada(model, tokenizer, dest, dtype)
     decoding.write(dest)
     stored = LLaDAModelLM.from_pretrained(dest, dtype=torch.float32).eval()
