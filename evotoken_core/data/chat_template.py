@@ -24,7 +24,8 @@ from __future__ import annotations
 from .prompts import COUNTDOWN_INSTRUCTION, MATH_INSTRUCTION
 
 # Keywords that mark a kind in the lower-cased user turn; checked in this order.
-SORT_WORDS = ("sort", "in order", "smallest to", "largest to", "ascending", "increasing")
+SORT_WORDS = ("sort", "in order", "order the", "order these", "order from", "smallest to", "least to",
+              "largest to", "biggest to", "ascending", "increasing")
 REVERSE_WORDS = ("reverse", "backward")
 COUNTDOWN_WORDS = ("target",)  # with "numbers": the Countdown question `Numbers: 1, 2. Target: 3.`
 

@@ -8,14 +8,19 @@ the file and line, since a silently skipped row would change the accuracy's deno
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evotoken_core.data.countdown import question as countdown_question
 
-from .scoring import gsm8k_reference, parse_number, score_countdown, score_math, score_numeric
+from .scoring import (gsm8k_reference, numeric_prediction, parse_number, score_countdown, score_math,
+                      score_numeric)
 
-TASKS = ("arith", "countdown", "gsm8k", "math500", "svamp", "demo")
+TASKS = ("arith", "countdown", "gsm8k", "math500", "svamp", "demo", "newcomer")
+# The newcomer set: questions as a first-time user types them, with no instruction line (the
+# model's chat template decides whether to add one), scored leniently on the answer's form.
+NEWCOMER_KINDS = ("arithmetic", "word_problem", "sort", "reverse")
 
 
 class DatasetError(ValueError):
@@ -32,9 +37,12 @@ class EvalItem:
     question: str
     reference: str
     numbers: tuple[int, ...] = field(default=())
+    kind: str = ""  # newcomer: one of NEWCOMER_KINDS
 
     def score(self, text: str) -> bool:
         """Whether the model's answer `text` is right under the task's reference rule."""
+        if self.task == "newcomer":
+            return score_newcomer(self.kind, text, self.reference)
         if self.task == "countdown":
             return score_countdown(text, list(self.numbers), float(self.reference))
         if self.task == "math500":
@@ -42,6 +50,21 @@ class EvalItem:
         if self.task == "demo":
             return text.strip() == self.reference
         return score_numeric(text, self.reference)
+
+
+def score_newcomer(kind: str, text: str, reference: str) -> bool:
+    """A newcomer's question is answered right in whatever form the reply takes: the boxed (or
+    `<answer>`) part when there is one, else the whole reply. A number must be the only number
+    there; a sorted list must hold exactly the reference's numbers in its order; a reversed
+    word must be the reference's letters, with dashes, spaces and case ignored (`p-m-a-l`)."""
+    shown = numeric_prediction(text)
+    shown = text.strip() if shown is None else shown.strip()
+    if kind == "sort":
+        return re.findall(r"-?\d+", shown) == re.findall(r"-?\d+", reference)
+    if kind == "reverse":
+        return re.sub(r"[^a-z]", "", shown.lower()) == reference.lower()
+    expected = parse_number(reference)
+    return expected is not None and parse_number(shown) == expected
 
 
 def _need(row: dict, names: tuple[str, ...], where: str) -> None:
@@ -80,6 +103,11 @@ def _item(task: str, index: int, row: dict, where: str) -> EvalItem:
     if task == "demo":
         _need(row, ("question", "answer"), where)
         return EvalItem(task, index, str(row["question"]), str(row["answer"]))
+    if task == "newcomer":
+        _need(row, ("kind", "question", "answer"), where)
+        if row["kind"] not in NEWCOMER_KINDS:
+            raise DatasetError(f"{where}: kind {row['kind']!r} is not one of {', '.join(NEWCOMER_KINDS)}")
+        return EvalItem(task, index, str(row["question"]).strip(), str(row["answer"]), kind=row["kind"])
     raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
@@ -112,7 +140,8 @@ def load_items(task: str, path: str | Path, limit: int | None = None) -> list[Ev
 
 def shipped_test_set(task: str) -> Path | None:
     """The held-out set shipped in the package for `task`, if there is one."""
-    names = {"arith": "arith_test.jsonl", "countdown": "countdown_test.jsonl", "demo": "demo_test.jsonl"}
+    names = {"arith": "arith_test.jsonl", "countdown": "countdown_test.jsonl", "demo": "demo_test.jsonl",
+             "newcomer": "newcomer_test.jsonl"}
     if task not in names:
         return None
     return Path(__file__).resolve().parent.parent / "assets" / "data" / names[task]

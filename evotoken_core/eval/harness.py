@@ -91,6 +91,7 @@ def score_generation(item: EvalItem, run: Run, settings: DecodeSettings, gen: Ge
         "question": item.question, "reference": item.reference, "output": gen.text,
         "extracted": predicted_answer(item.task, gen.text), "correct": item.score(gen.text),
         "nfe": gen.nfe, "finish": gen.finish, "error": gen.error, "seed": settings.seed,
+        **({"kind": item.kind} if item.kind else {}),
     }
 
 
