@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 
-from . import arithmetic, countdown, demo_tasks
+from . import arithmetic, countdown, demo_tasks, phrasings
 from .example import LEVELS, TrainExample
 
 # Arithmetic is the main task; Countdown is the paper's benchmark; demo tasks fill the playground.
@@ -19,7 +19,9 @@ DEFAULT_TASK_WEIGHTS = {"arith": 0.6, "countdown": 0.25, "demo": 0.15}
 DEFAULT_LEVEL_WEIGHTS = {0: 0.2, 1: 0.3, 2: 0.5}
 # The same arithmetic problems under three trace styles (see data.arithmetic.render_step).
 ARITH_STYLES = {"arith": "place_value", "arith_direct": "direct", "arith_split": "split"}
-TASK_LEVELS = {**{task: (0, 1, 2) for task in ARITH_STYLES}, "countdown": (1, 2), "demo": (0, 1)}
+# "phrased": the same skills in everyday wordings, the bare question as the user turn.
+TASK_LEVELS = {**{task: (0, 1, 2) for task in ARITH_STYLES}, "countdown": (1, 2), "demo": (0, 1),
+               "phrased": (0, 1, 2)}
 TEST_TASKS = ("arith", "countdown", "demo")
 
 
@@ -49,6 +51,8 @@ def sample_train_example(
         return arithmetic.sample_example(rng, level, style=ARITH_STYLES[task])
     if task == "countdown":
         return countdown.sample_example(rng, level)
+    if task == "phrased":
+        return phrasings.sample_example(rng, level)
     return demo_tasks.sample_example(rng, level)
 
 

@@ -1,0 +1,198 @@
+"""The demo skills asked the way people ask them: bare sums, free word problems, sorting and
+reversing in everyday words, and an honest reply to chat the model cannot do.
+
+The shipped model learned each skill in one wording (`Tom has 72 apples. He buys 14 more. ...`,
+`Sort these numbers: 5, 2, 9.`) and answers junk to `What is 12 + 30?`. Here every skill comes in
+many phrasing templates. The user turn is the bare question, as a newcomer types it: the
+model's chat template (data.chat_template) adds the instruction line to arithmetic, so training
+sees exactly the prompt the server builds. Word problems have one or two steps: a third split
+step does not fit the model's 48-token answer (a split sum alone is about 18 tokens). Arithmetic answers are the shipped split traces;
+sorting answers the sorted list like the old sort task; reversing spells the word first, then
+reverses the letters (`<reasoning>l-a-m-p</reasoning>\\n<answer>p-m-a-l</answer>`), because a
+word's letters are hidden inside BPE pieces and the spelled form is a permutation the model
+already does.
+
+Held out by phrasing: templates in `HELD_OUT` never produce a training item, so a test set
+drawn from them measures whether the model learned the skill or the sentence. The hand-written
+newcomer questions (assets/data/newcomer_test.jsonl) are never produced as training items
+either, whatever their template.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .arithmetic import OPS, render_step
+from .demo_tasks import WORDS
+from .example import COPY, ONE_STEP, TWO_STEPS, TrainExample, boxed_answer
+from .phrasing_templates import (BARE, CHAT, CHAT_REPLY, HELD_OUT, NAMES, PLACES, REVERSE, SORT,
+                                 STORIES, STORY_ITEMS, STORY_GROUPS)
+
+NEWCOMER_FILE = Path(__file__).resolve().parent.parent / "assets" / "data" / "newcomer_test.jsonl"
+EXTRA_WORDS = ["garden", "planet", "window", "pencil", "orange", "yellow", "summer", "winter", "candle",
+               "basket", "rabbit", "monkey", "spoon", "shoe", "hat", "sock", "bell", "drum", "kite",
+               "nest", "duck", "goat", "lion", "seal", "crab", "corn", "rice", "soup", "jam", "egg",
+               "cup", "pen", "box", "key", "map", "bus", "car", "road", "hill", "lake", "sand",
+               "wind", "fire", "gold", "salt", "rock", "wall", "desk", "bed", "coat"]
+REVERSE_WORDS = WORDS + EXTRA_WORDS
+TRACE_STYLE = "split"  # the shipped model's traces
+KINDS = ("bare", "story", "sort", "reverse", "chat")
+# Newcomer-set kinds of the held-out rows (chat has no gold answer to score).
+NEWCOMER_KIND = {"bare": "arithmetic", "story": "word_problem", "sort": "sort", "reverse": "reverse"}
+
+
+@dataclass(frozen=True)
+class Phrased:
+    """One item: its template's id, kind and level, the question and the answer."""
+
+    template: str
+    kind: str
+    level: int
+    question: str
+    answer: str
+    gold: str  # the bare answer a newcomer row holds: a number, a sorted list, a reversed word
+
+
+def _numbers(op: str, rng: random.Random) -> tuple[int, int]:
+    r = rng.randint
+    if op == "+":
+        return r(1, 200), r(1, 200)
+    if op == "-":
+        a = r(10, 200)
+        return a, r(1, a - 1)
+    if op == "*":
+        return r(2, 12), r(2, 12)
+    b, q = r(2, 12), r(2, 12)
+    return b * q, b
+
+
+def _trace(steps: list[tuple[int, str, int]]) -> tuple[str, int]:
+    result = OPS[steps[-1][1]](steps[-1][0], steps[-1][2])
+    return " ".join(render_step(a, op, b, style=TRACE_STYLE) for a, op, b in steps), result
+
+
+def _bare(template: str, rng: random.Random) -> Phrased:
+    texts = BARE[template]
+    op = rng.choice(sorted(texts))
+    a, b = _numbers(op, rng)
+    words = {"+": ["plus"], "-": ["minus"], "*": ["times", "multiplied by"], "/": ["divided by"]}[op]
+    question = texts[op].format(a=a, b=b, sym=op, word=rng.choice(words))
+    reasoning, result = _trace([(a, op, b)])
+    return Phrased(template, "bare", ONE_STEP, question, boxed_answer(reasoning, str(result)), str(result))
+
+
+def _story(template: str, rng: random.Random) -> Phrased:
+    text, ops = STORIES[template]
+    r = rng.randint
+    name, pron = rng.choice(NAMES)
+    item = rng.choice(STORY_ITEMS)
+    group, groups = rng.choice(STORY_GROUPS)
+    # *: a groups of b; /: a shared by b; + and -: a and b; a second step adds or takes c.
+    if ops[0] == "*":
+        a, b = r(2, 12), r(2, 12)
+    elif ops[0] == "/":
+        b, per = r(2, 12), r(2, 12)
+        a = b * per
+    elif ops[0] == "+":
+        a, b = r(1, 100), r(1, 50)
+    else:
+        a = r(10, 150)
+        b = r(1, min(50, a - 1))
+    values = {"a": a, "b": b}
+    steps = [(a, ops[0], b)]
+    current = OPS[ops[0]](a, b)
+    for name_of, op in zip("c", ops[1:]):
+        if op == "+":
+            n = r(1, 30)
+        elif op == "-":
+            n = r(1, min(30, current - 1)) if current > 1 else 0
+        else:
+            raise ValueError(f"story {template}: later steps are + or -, not {op}")
+        if n == 0:  # nothing left to take away: redraw the whole story
+            return _story(template, rng)
+        values[name_of] = n
+        steps.append((current, op, n))
+        current = OPS[op](current, n)
+    question = text.format(name=name, Pron=pron.capitalize(), pron=pron, item=item, group=group,
+                           groups=groups, place=rng.choice(PLACES), **values)
+    reasoning, result = _trace(steps)
+    level = ONE_STEP if len(ops) == 1 else TWO_STEPS
+    return Phrased(template, "story", level, question, boxed_answer(reasoning, str(result)), str(result))
+
+
+def _sort(template: str, rng: random.Random) -> Phrased:
+    values = [rng.randint(0, 99) for _ in range(rng.randint(3, 5))]
+    answer = ", ".join(map(str, sorted(values)))
+    question = SORT[template].format(list=", ".join(map(str, values)))
+    return Phrased(template, "sort", ONE_STEP, question, answer, answer)
+
+
+def _reverse(template: str, rng: random.Random) -> Phrased:
+    word = rng.choice(REVERSE_WORDS)
+    answer = f"<reasoning>{'-'.join(word)}</reasoning>\n<answer>{'-'.join(reversed(word))}</answer>"
+    return Phrased(template, "reverse", ONE_STEP, REVERSE[template].format(w=word), answer, word[::-1])
+
+
+def _chat(template: str, rng: random.Random) -> Phrased:
+    return Phrased(template, "chat", COPY, CHAT[template], CHAT_REPLY, "")
+
+
+BUILDERS = {"bare": (BARE, _bare), "story": (STORIES, _story), "sort": (SORT, _sort),
+            "reverse": (REVERSE, _reverse), "chat": (CHAT, _chat)}
+
+
+def templates(kind: str, split: str = "train") -> list[str]:
+    """The template ids of `kind` in `split` (test: the held-out phrasings)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return [t for t in BUILDERS[kind][0] if (t in HELD_OUT) == (split == "test")]
+
+
+@functools.cache
+def newcomer_questions() -> frozenset[str]:
+    """The hand-written newcomer questions, which no training item may be."""
+    if not NEWCOMER_FILE.is_file():
+        return frozenset()
+    return frozenset(json.loads(line)["question"] for line in NEWCOMER_FILE.read_text().splitlines() if line.strip())
+
+
+def sample(rng: random.Random, kind: str, split: str = "train", level: int | None = None) -> Phrased:
+    """An item of `kind` from a template of `split`, at `level` when given."""
+    names = templates(kind, split)
+    if not names:
+        raise ValueError(f"no {kind} phrasings in the {split} split")
+    for _ in range(1000):
+        item = BUILDERS[kind][1](rng.choice(names), rng)
+        if (level is None or item.level == level) and not (split == "train" and item.question in newcomer_questions()):
+            return item
+    raise ValueError(f"no {kind} phrasing at level {level}")
+
+
+LEVEL_KINDS = {COPY: ("chat",), ONE_STEP: ("bare", "story", "sort", "reverse"), TWO_STEPS: ("story",)}
+
+
+def sample_example(rng: random.Random, level: int | None = None) -> TrainExample:
+    """A training example; the prompt is the bare question (the chat template adds the line)."""
+    level = rng.choice(sorted(LEVEL_KINDS)) if level is None else level
+    item = sample(rng, rng.choice(LEVEL_KINDS[level]), "train", level)
+    return TrainExample(item.question, item.answer, "phrased", item.level)
+
+
+def make_test_set(n: int, seed: int = 1234) -> list[dict]:
+    """`n` distinct held-out rows in the newcomer layout `{"kind", "question", "answer"}`, from
+    the held-out templates only, so `evotoken eval --task newcomer --data FILE` scores them."""
+    rng = random.Random(seed)
+    kinds = list(NEWCOMER_KIND)
+    rows, seen = [], set()
+    for _ in range(200 * n + 1000):
+        if len(rows) == n:
+            return rows
+        item = sample(rng, kinds[len(rows) % len(kinds)], "test")
+        if item.question not in seen:
+            seen.add(item.question)
+            rows.append({"kind": NEWCOMER_KIND[item.kind], "question": item.question, "answer": item.gold})
+    raise ValueError(f"could not find {n} distinct held-out phrased items")
