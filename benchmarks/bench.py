@@ -17,8 +17,9 @@ import sys
 
 import torch
 
-from evotoken_core.commands.common import add_decoding_args, add_model_args, fail, load_from_args, settings_from_args
+from evotoken_core.commands.common import fail, load_from_args
 from evotoken_core.decoding import RecommendedDecoding, SettingsError
+from evotoken_core.flags import add_decoding_flags, add_model_flags, decoding_settings
 from evotoken_core.model import ModelNotFoundError
 
 from .measure import Run, run_engine, run_paired
@@ -33,10 +34,10 @@ COLUMNS = [("name", "run"), ("concurrency", "conc"), ("requests", "reqs"), ("tok
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="measure decoding speed against the reference loop",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
+    add_model_flags(p)
     p.add_argument("--random-shape", choices=sorted(RANDOM_SHAPES), default=None,
                    help="random weights of a published shape instead of --model (speed only)")
-    add_decoding_args(p)
+    add_decoding_flags(p)
     w = p.add_argument_group("workload")
     w.add_argument("--task", default="arith", help="shipped eval set whose questions are the prompts")
     w.add_argument("--prompt-length", type=int, default=64, help="random prompt length (models without tokenizer)")
@@ -67,7 +68,7 @@ def _load(args):
 def run_bench(args) -> int:
     try:
         loaded = _load(args)
-        settings = settings_from_args(args, RecommendedDecoding.read(loaded.path) if loaded.path else None)
+        settings = decoding_settings(args, RecommendedDecoding.read(loaded.path) if loaded.path else None)
         levels = [int(c) for c in args.concurrency.split(",")]
     except (SettingsError, ModelNotFoundError, FileNotFoundError, ValueError) as error:
         return fail(str(error))

@@ -27,10 +27,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from evotoken_core.eval.cli import (EvalError, _csv, base_settings, configure_parser, make_generator,
-                                    recommended_decoding, task_files)
+from evotoken_core.eval.cli import (EvalError, base_settings, configure_parser, make_generator, recommended_decoding,
+                                    task_files)
 from evotoken_core.eval.datasets import DatasetError, load_items
 from evotoken_core.eval.harness import RunResult, evaluate_task, plan_runs
+from evotoken_core.flags import comma_list
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed_accuracy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     configure_parser(parser)
-    parser.add_argument("--thresholds", type=_csv(float), default=[0.9],
+    parser.add_argument("--thresholds", type=comma_list(float), default=[0.9],
                         help="confidence thresholds to try, alone and with the dual cache")
     parser.set_defaults(batch_size=1)
     args = parser.parse_args(argv)

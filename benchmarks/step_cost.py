@@ -15,6 +15,7 @@ import torch
 
 from evotoken_core.decoding import DecodeRequest, DecodeSettings
 from evotoken_core.engine import Engine
+from evotoken_core.flags import model_or_embedded
 from evotoken_core.model import load_model
 
 from .workload import eval_prompts
@@ -28,11 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.model is None:
-        from evotoken_core.assets import default_model_path
-
-        args.model = default_model_path()
-    loaded = load_model(args.model, device="cpu")
+    loaded = load_model(model_or_embedded(args.model), device="cpu")
     prompts = eval_prompts(loaded, "arith", args.prompts)
     totals = {mode: [0.0, 0.0, 0] for mode in ("evotoken", "hard_mask")}
     for _ in range(args.repeats):

@@ -25,6 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from evotoken_core import __version__
 from evotoken_core.decoding import DecodeRequest, DecodeSettings, RecommendedDecoding
+from evotoken_core.flags import model_or_embedded
 
 from .auth import APIKeyMiddleware
 from .errors import declare_errors_only_in_openai_shape, install_error_handlers
@@ -48,18 +49,10 @@ class StartupError(RuntimeError):
 
 def resolve_model_ref(settings: Settings) -> str:
     """`--model`, or the model embedded in the package; never anything a request names."""
-    if settings.model:
-        return settings.model
     try:
-        from evotoken_core.assets import default_model_path
-    except ImportError:
-        raise StartupError("no --model given and this build has no embedded model "
-                           "(evotoken_core.assets is missing); pass --model PATH_OR_HUB_ID") from None
-    path = Path(default_model_path())
-    if not (path / "config.json").is_file():
-        raise StartupError(f"no --model given and the embedded model at {path} is missing; "
-                           "pass --model PATH_OR_HUB_ID")
-    return str(path)
+        return model_or_embedded(settings.model)
+    except FileNotFoundError as error:
+        raise StartupError(str(error)) from None
 
 
 def with_model_recommendation(settings: Settings, model_dir: Path) -> Settings:

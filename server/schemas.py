@@ -12,13 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
-from evotoken_core.decoding import DecodeSettings, SettingsError
+from evotoken_core.decoding import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError
 
 from .errors import APIError, bad_request, unsupported
-from .settings import ModelSettings
+from .settings import OPENAI_MAX_TEMPERATURE, ModelSettings
 
 MAX_STOP_STRINGS = 16
 MAX_N = 64
+DECODE_FIELDS = frozenset(DecodeSettings.field_names())
 
 
 class StreamOptions(BaseModel):
@@ -42,19 +43,20 @@ class _GenerationRequest(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: StrictFloat | None = Field(None, ge=0, le=2)
+    temperature: StrictFloat | None = Field(None, le=OPENAI_MAX_TEMPERATURE)
     top_p: StrictFloat | None = None
     user: str | None = None
 
     # --- EvoToken extras (sent by the OpenAI SDK with `extra_body=`) ---------------------------
+    # JSON types only: ranges, defaults and the canvas are the core's (`DecodeSettings.resolve`).
     steps: StrictInt | None = None
     block_length: StrictInt | None = None
     k_soft: StrictInt | None = None
     alpha_soft_mask: StrictFloat | None = None
-    remasking: Literal["low_confidence", "random"] | None = None
+    remasking: Literal[REMASKING_RULES] | None = None
     threshold: StrictFloat | None = None
-    decoding: Literal["evotoken", "hard_mask"] | None = None
-    cache: Literal["none", "prefix", "dual"] | None = None
+    decoding: Literal[DECODING_MODES] | None = None
+    cache: Literal[CACHE_MODES] | None = None
     stream_steps: bool | Literal["full"] = False
     # ---------------------------------------------------------------------------------------------
 
@@ -103,24 +105,14 @@ class _GenerationRequest(BaseModel):
             raise bad_request("seed must be an integer in [0, 2**63 - 64)", param="seed")
 
     def decode_settings(self, defaults: ModelSettings, max_tokens: int) -> DecodeSettings:
-        """The engine settings of one row: request values over server defaults, validated.
-
-        The canvas is `max_tokens` rounded up to whole blocks; `steps` counts refinement steps
-        over that canvas. Raises `APIError` 400 naming the parameter at fault.
+        """The engine settings of one row: what the request sets over the server's defaults,
+        resolved and checked once by the core (`DecodeSettings.resolve`: the canvas is
+        `max_tokens` rounded up to whole blocks, `steps` counts steps over that canvas).
+        Raises `APIError` 400 naming the parameter at fault as the client spelled it.
         """
-        block = self.block_length if self.block_length is not None else defaults.block_length
-        pick = lambda name: getattr(self, name) if getattr(self, name) is not None else getattr(defaults, name)  # noqa: E731
-        threshold = self.threshold if "threshold" in self.model_fields_set else defaults.threshold
+        given = {name: getattr(self, name) for name in self.model_fields_set if name in DECODE_FIELDS}
         try:
-            if not isinstance(block, int) or block < 1:
-                raise SettingsError("block_length", "block_length must be a positive integer")
-            gen_length = -(-max_tokens // block) * block
-            steps = self.steps if self.steps is not None else defaults.default_steps(gen_length, block)
-            return DecodeSettings.for_max_tokens(
-                max_tokens, block_length=block, steps=steps, temperature=pick("temperature"),
-                k_soft=pick("k_soft"), alpha_soft_mask=pick("alpha_soft_mask"),
-                remasking=pick("remasking"), threshold=threshold, decoding=pick("decoding"),
-                cache=pick("cache"), seed=self.seed)
+            return DecodeSettings.resolve({**given, "max_tokens": max_tokens}, defaults)
         except SettingsError as error:
             raise bad_request(str(error), param=self.param_of(error.param)) from None
 

@@ -9,17 +9,29 @@ never exist as a flag without an environment variable or the other way round.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from evotoken_core.decoding import DecodeSettings, RecommendedDecoding, SettingsError, steps_for
+from evotoken_core.decoding import (CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings,
+                                    RecommendedDecoding, SettingsError)
+from evotoken_core.decoding.knobs import knobs_of
+from evotoken_core.flags import DTYPE_NAMES
 
 ENV_PREFIX = "EVOTOKEN_"
 _CONFIG = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
 # The model settings a checkpoint may recommend (generation_config.json, key `evotoken`).
-RECOMMENDED_FIELDS = ("max_tokens", "block_length", "steps_ratio")
+RECOMMENDED_FIELDS = tuple(knobs_of(RecommendedDecoding))
+OPENAI_MAX_TEMPERATURE = 2  # OpenAI's documented range of `temperature` is [0, 2]
+_DECLARED = {**knobs_of(DecodeSettings), **knobs_of(RecommendedDecoding)}
+
+
+def decoding_default(name: str, note: str = "", **constraints: Any) -> Any:
+    """The server-wide default of a decoding knob: the reference value and the help the core
+    declares; its range is checked by the core's resolver (`ModelSettings._defaults_decode`)."""
+    default, declared = _DECLARED[name]
+    return Field(default, description=f"Default {declared.help}.{note}", **constraints)
 
 
 def _split_commas(value):
@@ -85,7 +97,7 @@ class ModelSettings(BaseSettings):
     threads: int | None = Field(
         None, ge=1, description="Torch CPU threads for decoding (default: torch's choice). On a "
         "shared or busy machine 1 can be many times faster than oversubscribed cores.")
-    dtype: Literal["float32", "bfloat16", "float16", "float64"] = Field(
+    dtype: Literal[DTYPE_NAMES] = Field(
         "float32", description="Weight and activation dtype.")
     served_model_name: str | None = Field(
         None, description="Model id clients use and /v1/models lists (default: the --model value, "
@@ -94,45 +106,30 @@ class ModelSettings(BaseSettings):
         False, description="Accepted for familiarity and kept off: the model code is part of this "
         "package, and a request can never choose a model path.")
     max_batch_size: int = Field(32, ge=1, description="Rows decoded together in one refinement step.")
-    max_tokens: int = Field(128, ge=1, description="max_tokens of a request that gives none. "
-                            "Unset, the model's recommendation applies (see below).")
-    steps_ratio: float = Field(
-        0.5, gt=0, le=1, description="Default refinement steps per generated token (steps = "
-        "ratio x block_length per block) when a request gives no `steps`. Unset, the model's "
-        "recommendation applies.")
-    block_length: int = Field(32, ge=1, description="Default block length (semi-autoregressive blocks). "
-                              "Unset, the model's recommendation applies: the `evotoken` key of its "
-                              "generation_config.json names max_tokens, block_length and steps_ratio.")
-    k_soft: int = Field(3, ge=1, description="Default number of top candidates in a soft token.")
-    alpha_soft_mask: float = Field(0.7, ge=0, lt=1, description="Default weight of the mask embedding in a soft token.")
-    temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature (0: greedy).")
-    decoding: Literal["evotoken", "hard_mask"] = Field(
-        "evotoken", description="Default decoding: EvoToken soft tokens, or the plain hard-mask baseline.")
-    remasking: Literal["low_confidence", "random"] = Field(
-        "low_confidence", description="Default rule that picks which masked positions to unmask.")
-    threshold: float | None = Field(
-        None, gt=0, le=1, description="Default confidence threshold for parallel unmasking "
-        "(none: a fixed count per step).")
-    cache: Literal["none", "prefix", "dual"] = Field(
-        "none", description="Default approximate K/V cache (Fast-dLLM style; changes outputs "
-        "slightly): none, prefix, or dual.")
+    max_tokens: int = Field(
+        _DECLARED["max_tokens"][0], description="max_tokens of a request that gives none. Unset, the "
+        "model's recommendation applies (see below).")
+    steps_ratio: float = decoding_default(
+        "steps_ratio", " Used when a request gives no `steps`. Unset, the model's recommendation applies.")
+    block_length: int = decoding_default(
+        "block_length", " Unset, the model's recommendation applies: the `evotoken` key of its "
+        "generation_config.json names max_tokens, block_length and steps_ratio.")
+    k_soft: int = decoding_default("k_soft")
+    alpha_soft_mask: float = decoding_default("alpha_soft_mask")
+    temperature: float = decoding_default("temperature", le=OPENAI_MAX_TEMPERATURE)
+    decoding: Literal[DECODING_MODES] = decoding_default("decoding")
+    remasking: Literal[REMASKING_RULES] = decoding_default("remasking")
+    threshold: float | None = decoding_default("threshold")
+    cache: Literal[CACHE_MODES] = decoding_default("cache")
 
     @model_validator(mode="after")
     def _defaults_decode(self):
         """A default that no request could use is a startup error, not a 400 on every call."""
         try:
-            DecodeSettings.for_max_tokens(
-                self.max_tokens, block_length=self.block_length, k_soft=self.k_soft,
-                alpha_soft_mask=self.alpha_soft_mask, temperature=self.temperature,
-                decoding=self.decoding, remasking=self.remasking, threshold=self.threshold,
-                cache=self.cache)
+            DecodeSettings.resolve(defaults=self)
         except SettingsError as error:
             raise ValueError(f"default {error.param}: {error}") from None
         return self
-
-    def default_steps(self, gen_length: int, block_length: int) -> int:
-        """Steps for a canvas when the request names none: `steps_ratio` of every block."""
-        return steps_for(gen_length, block_length, self.steps_ratio)
 
     def with_recommended(self, recommended: RecommendedDecoding):
         """These settings with the checkpoint's recommended canvas, block length and steps

@@ -12,7 +12,8 @@ from ..decoding import DecodeRequest, RecommendedDecoding, SettingsError
 from ..engine import Engine
 from ..model import ModelNotFoundError
 from ..text import TextAssembler, render_draft
-from .common import add_decoding_args, add_model_args, fail, load_from_args, settings_from_args
+from ..flags import add_decoding_flags, add_model_flags, decoding_settings
+from .common import fail, load_from_args
 
 
 def add_generate_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,8 +26,8 @@ def add_generate_parser(subparsers) -> argparse.ArgumentParser:
                      help="append the task's instruction line to the prompt, as `evotoken eval` does "
                           "(the demo model answers in the boxed format only with it)")
     inp.add_argument("--prompt-ids", default=None, help="exact token ids, e.g. 5,17,42 (no tokenizer, no template)")
-    add_model_args(p)
-    add_decoding_args(p)
+    add_model_flags(p)
+    add_decoding_flags(p)
     out = p.add_argument_group("output")
     out.add_argument("--show-steps", action="store_true", help="draw the evolving canvas in the terminal")
     out.add_argument("--json", action="store_true", help="print one JSON object: text, generated_ids, nfe, steps, seconds")
@@ -78,7 +79,7 @@ class StepPainter:
 def run_generate(args) -> int:
     try:
         loaded = load_from_args(args)
-        settings = settings_from_args(args, RecommendedDecoding.read(loaded.path))
+        settings = decoding_settings(args, RecommendedDecoding.read(loaded.path))
         request = DecodeRequest("cli", prompt_ids_from_args(args, loaded.tokenizer), settings)
         engine = Engine(loaded, max_batch_size=1)
         engine.validate(request)

@@ -1,9 +1,10 @@
 """EvoToken decoding: settings, schedule, the per-step rules and the batch state."""
 
+from .knobs import Range, SettingsError
 from .recommended import RecommendedDecoding
 from .records import DecodeRequest, StepRecord, TokenState
 from .schedule import transfer_count_at, transfer_counts
-from .settings import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, SettingsError, steps_for
+from .settings import CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings, steps_for, whole_blocks
 
 __all__ = [
     "CACHE_MODES",
@@ -11,6 +12,7 @@ __all__ = [
     "REMASKING_RULES",
     "DecodeRequest",
     "DecodeSettings",
+    "Range",
     "RecommendedDecoding",
     "SettingsError",
     "StepRecord",
@@ -18,4 +20,5 @@ __all__ = [
     "steps_for",
     "transfer_count_at",
     "transfer_counts",
+    "whole_blocks",
 ]

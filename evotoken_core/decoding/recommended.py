@@ -16,7 +16,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .settings import DecodeSettings, steps_for
+from .knobs import SettingsError, knob, knobs_of
+from .settings import (COUNT, KNOBS, MAX_TOKENS, REFERENCE_MAX_TOKENS, REFERENCE_STEPS_RATIO, STEPS_RATIO,
+                       DecodeSettings)
 
 KEY = "evotoken"
 GENERATION_CONFIG = "generation_config.json"
@@ -26,18 +28,16 @@ GENERATION_CONFIG = "generation_config.json"
 class RecommendedDecoding:
     """Canvas size, block length and steps per token; the defaults are the reference's."""
 
-    max_tokens: int = 128
-    block_length: int = 32
-    steps_ratio: float = 0.5
+    max_tokens: int = knob(REFERENCE_MAX_TOKENS, MAX_TOKENS, "answer length a request gets by default")
+    block_length: int = knob(KNOBS["block_length"][0], COUNT, KNOBS["block_length"][1].help)
+    steps_ratio: float = knob(REFERENCE_STEPS_RATIO, STEPS_RATIO, "refinement steps per generated token "
+                              "(steps = ratio x block_length per block)")
 
     def __post_init__(self):
-        for name in ("max_tokens", "block_length"):
+        for name, (_, declared) in knobs_of(RecommendedDecoding).items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        ratio = self.steps_ratio
-        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
-            raise ValueError(f"steps_ratio must be in (0, 1], got {ratio!r}")
+            if not declared.range.accepts(value):
+                raise SettingsError(name, f"{name} must be {declared.range.describe()}, got {value!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> RecommendedDecoding:
@@ -70,16 +70,7 @@ class RecommendedDecoding:
 
     def settings(self, gen_length: int | None = None, block_length: int | None = None,
                  steps: int | None = None, **others) -> DecodeSettings:
-        """Settings with the given values kept and the missing ones filled from this.
-
-        A canvas taken from `max_tokens` is rounded up to whole blocks; missing `steps` are
-        `steps_ratio` of each block. Bad given values raise `SettingsError` as usual.
-        """
-        block = self.block_length if block_length is None else block_length
-        good_block = isinstance(block, int) and not isinstance(block, bool) and block >= 1
-        if gen_length is None:  # a bad block length is left for DecodeSettings to name
-            gen_length = -(-self.max_tokens // block) * block if good_block else self.max_tokens
-        if steps is None:
-            fits = good_block and isinstance(gen_length, int) and gen_length % block == 0
-            steps = steps_for(gen_length, block, self.steps_ratio) if fits else 1
-        return DecodeSettings(gen_length=gen_length, block_length=block, steps=steps, **others)
+        """Settings with the given values kept and the missing ones filled from this (see
+        `DecodeSettings.resolve`). Bad given values raise `SettingsError` as usual."""
+        return DecodeSettings.resolve(
+            {"gen_length": gen_length, "block_length": block_length, "steps": steps, **others}, self)

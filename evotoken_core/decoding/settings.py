@@ -1,27 +1,43 @@
-"""Per-request decoding settings, validated once, before any work is queued."""
+"""Per-request decoding settings: the one owner of their defaults, ranges and derived values.
+
+Every entry point (the HTTP request, the server's defaults, `evotoken generate`, `eval`,
+`bench`) builds its settings with `DecodeSettings.resolve`: what the user set, else the
+defaults it was given (a checkpoint's recommendation, the server's settings), else the
+reference command's. The ranges are declared once, on the fields (`knob`), and checked once,
+when the settings are made; `with_` re-checks only the values it changes.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .knobs import Range, SettingsError, knob, knobs_of
 
 DECODING_MODES = ("evotoken", "hard_mask")
 REMASKING_RULES = ("low_confidence", "random")
 CACHE_MODES = ("none", "prefix", "dual")
+COUNT = Range(int, low=1)
+# The answer length a request asks for and the share of each block spent on steps: the two
+# defaults a canvas is derived from (see `resolve`); a checkpoint may recommend both.
+MAX_TOKENS = Range(int, low=1)
+STEPS_RATIO = Range(float, low=0, high=1, low_open=True)
+REFERENCE_MAX_TOKENS = 128
+REFERENCE_STEPS_RATIO = 0.5
+CANVAS = frozenset(("gen_length", "block_length", "steps"))
 
 
-def steps_for(gen_length: int, block_length: int, steps_ratio: float = 0.5) -> int:
+def whole_blocks(max_tokens: int, block_length: int) -> int:
+    """The canvas for an answer of `max_tokens`: rounded up to whole blocks (the output is cut
+    back to `max_tokens` afterwards)."""
+    return -(-max_tokens // block_length) * block_length
+
+
+def steps_for(gen_length: int, block_length: int, steps_ratio: float = REFERENCE_STEPS_RATIO) -> int:
     """Refinement steps for a canvas: `steps_ratio` of every block (rounded down), at least
     one per block. The reference evaluation uses half of each block."""
     return max(1, int(steps_ratio * block_length + 1e-9)) * (gen_length // block_length)
-
-
-class SettingsError(ValueError):
-    """A setting is out of range; `param` names it the way the API spells it."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True)
@@ -29,60 +45,39 @@ class DecodeSettings:
     """The knobs of the reference `generate` command, one request's worth.
 
     Defaults are the reference's: gen 128, block 32, steps 64, temperature 0, k_soft 3,
-    alpha_soft_mask 0.7, low-confidence remasking, EvoToken decoding.
+    alpha_soft_mask 0.7, low-confidence remasking, EvoToken decoding. Each field declares its
+    range and help (`knob`); `extra=True` marks the EvoToken extras an API request may send.
     """
 
-    gen_length: int = 128
-    block_length: int = 32
-    steps: int = 64
-    temperature: float = 0.0
-    k_soft: int = 3
-    alpha_soft_mask: float = 0.7
-    remasking: str = "low_confidence"
-    threshold: float | None = None
-    decoding: str = "evotoken"
-    seed: int | None = None
+    gen_length: int = knob(128, COUNT, "tokens to generate, a whole number of blocks")
+    block_length: int = knob(32, COUNT, "block length (semi-autoregressive blocks)", extra=True)
+    steps: int = knob(64, COUNT, "refinement steps over the whole canvas, the same number per block",
+                      extra=True)
+    temperature: float = knob(0.0, Range(float, low=0), "sampling temperature (0: greedy)")
+    k_soft: int = knob(3, COUNT, "number of top candidates in a soft token", extra=True)
+    alpha_soft_mask: float = knob(0.7, Range(float, low=0, high=1, high_open=True),
+                                  "weight of the mask embedding in a soft token", extra=True)
+    remasking: str = knob("low_confidence", Range(str, choices=REMASKING_RULES),
+                          "rule that picks which masked positions to unmask", extra=True)
+    threshold: float | None = knob(
+        None, Range(float, low=0, high=1, low_open=True, optional=True),
+        "confidence threshold for parallel unmasking (none: a fixed count per step)", extra=True, off=None)
+    decoding: str = knob("evotoken", Range(str, choices=DECODING_MODES),
+                         "decoding: EvoToken soft tokens, or the plain hard-mask baseline", extra=True)
+    seed: int | None = knob(None, Range(int, low=0, high=2**63, high_open=True, optional=True,
+                                        text="an integer in [0, 2**63)"), "random seed (same seed, same text)")
     # Stop a row once a finished block holds an end token; the text is unchanged by it.
-    early_end: bool = True
+    early_end: bool = knob(True, Range(bool), "stop once a finished block holds an end token "
+                           "(the same text, fewer forward passes)")
     # Approximate K/V cache (Fast-dLLM): "prefix" reuses the keys/values of everything before
     # the current block, "dual" also those after it; both refresh at every block start.
     # Changes outputs, so it is opt-in; its accuracy cost is measured in the README.
-    cache: str = "none"
+    cache: str = knob("none", Range(str, choices=CACHE_MODES),
+                      "approximate K/V cache (Fast-dLLM): faster, changes outputs slightly",
+                      extra=True, off="none")
 
     def __post_init__(self):
-        def need(ok: bool, param: str, message: str):
-            if not ok:
-                raise SettingsError(param, message)
-
-        for name in ("gen_length", "block_length", "steps", "k_soft"):
-            value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool), name, f"{name} must be an integer")
-        need(self.gen_length >= 1, "gen_length", "gen_length must be at least 1")
-        need(self.block_length >= 1, "block_length", "block_length must be at least 1")
-        need(self.gen_length % self.block_length == 0, "block_length",
-             f"gen_length {self.gen_length} is not divisible by block_length {self.block_length}")
-        need(self.steps >= 1, "steps", "steps must be at least 1")
-        need(self.steps % self.num_blocks == 0, "steps",
-             f"steps {self.steps} is not divisible by the number of blocks {self.num_blocks} "
-             f"(gen_length {self.gen_length} / block_length {self.block_length})")
-        need(self.steps <= self.gen_length, "steps",
-             f"steps {self.steps} is more than the {self.gen_length} tokens to generate")
-        need(isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
-             and self.temperature >= 0, "temperature", "temperature must be a finite number >= 0")
-        need(self.k_soft >= 1, "k_soft", "k_soft must be at least 1")
-        need(isinstance(self.alpha_soft_mask, (int, float)) and 0.0 <= self.alpha_soft_mask < 1.0,
-             "alpha_soft_mask", "alpha_soft_mask must be in [0, 1)")
-        need(self.remasking in REMASKING_RULES, "remasking",
-             f"remasking must be one of {', '.join(REMASKING_RULES)}")
-        need(self.cache in CACHE_MODES, "cache", f"cache must be one of {', '.join(CACHE_MODES)}")
-        need(self.decoding in DECODING_MODES, "decoding",
-             f"decoding must be one of {', '.join(DECODING_MODES)}")
-        if self.threshold is not None:
-            need(isinstance(self.threshold, (int, float)) and 0.0 < self.threshold <= 1.0,
-                 "threshold", "threshold must be in (0, 1]")
-        if self.seed is not None:
-            need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
-                 "seed", "seed must be an integer in [0, 2**63)")
+        _check(self.__dict__)
 
     @property
     def num_blocks(self) -> int:
@@ -97,23 +92,109 @@ class DecodeSettings:
         return self.decoding == "evotoken"
 
     def with_(self, **changes) -> DecodeSettings:
-        return replace(self, **changes)
+        """A copy with `changes`; only the changed values (and the canvas rules, when the
+        canvas changes) are checked: the rest was checked when these settings were made, so
+        giving every row of a request its own seed costs one range check."""
+        unknown = set(changes) - KNOBS.keys()
+        if unknown:
+            raise TypeError(f"unknown decoding setting(s): {', '.join(sorted(unknown))}")
+        values = {**self.__dict__, **changes}
+        _check(values, changes.keys())
+        return _build(values)
+
+    @classmethod
+    def resolve(cls, overrides: Mapping[str, Any] | None = None, defaults: Any = None) -> DecodeSettings:
+        """Settings from what the user set, else `defaults`, else the reference, checked once.
+
+        `overrides`: the values the user set. Any field, or `max_tokens` (an answer length)
+        instead of `gen_length`. None for a field that cannot be None means unset; for
+        `threshold` and `seed` it is the value (off, no fixed seed).
+        `defaults`: any object with some of the fields plus the canvas recommendation
+        `max_tokens` and `steps_ratio` (a `RecommendedDecoding`, the server's settings).
+
+        Derived: `gen_length` is `max_tokens` rounded up to whole blocks; `steps` is
+        `steps_ratio` of every block (rounded down, at least one per block). Raises
+        `SettingsError` naming the parameter at fault.
+        """
+        given = dict(overrides or {})
+        unknown = set(given) - KNOBS.keys() - {"max_tokens"}
+        if unknown:
+            raise TypeError(f"unknown decoding setting(s): {', '.join(sorted(unknown))}")
+
+        def pick(name: str) -> Any:
+            if name in given and (given[name] is not None or KNOBS[name][1].range.optional):
+                return given[name]
+            value = getattr(defaults, name, None)
+            return KNOBS[name][0] if value is None else value
+
+        values = {name: pick(name) for name in KNOBS if name not in CANVAS}
+        block = pick("block_length")
+        max_tokens = given.get("max_tokens")
+        if max_tokens is None:
+            max_tokens = _default(defaults, "max_tokens", MAX_TOKENS, REFERENCE_MAX_TOKENS)
+        else:
+            MAX_TOKENS.check("max_tokens", max_tokens)
+        ratio = _default(defaults, "steps_ratio", STEPS_RATIO, REFERENCE_STEPS_RATIO)
+        sound_block = COUNT.accepts(block)  # a bad block is left for the check to name
+        gen = given.get("gen_length")
+        if gen is None:
+            gen = whole_blocks(max_tokens, block) if sound_block else max_tokens
+        steps = given.get("steps")
+        if steps is None:
+            fits = sound_block and COUNT.accepts(gen) and gen % block == 0
+            steps = steps_for(gen, block, ratio) if fits else 1
+        values.update(gen_length=gen, block_length=block, steps=steps)
+        _check(values)
+        return _build(values)
 
     @classmethod
     def for_max_tokens(cls, max_tokens: int, block_length: int = 32, steps: int | None = None,
                        **others) -> DecodeSettings:
-        """Settings for an API request of `max_tokens`: the canvas is rounded up to whole
-        blocks (the output is cut back later) and `steps` defaults to half the canvas, the
-        reference evaluation's ratio."""
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise SettingsError("max_tokens", "max_tokens must be a positive integer")
-        if not isinstance(block_length, int) or block_length < 1:
-            raise SettingsError("block_length", "block_length must be a positive integer")
-        gen_length = -(-max_tokens // block_length) * block_length
-        if steps is None:
-            steps = steps_for(gen_length, block_length)
-        return cls(gen_length=gen_length, block_length=block_length, steps=steps, **others)
+        """Settings for an API request of `max_tokens` over the reference defaults (see `resolve`)."""
+        return cls.resolve({"max_tokens": max_tokens, "block_length": block_length, "steps": steps, **others})
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        return list(KNOBS)
+
+
+KNOBS = knobs_of(DecodeSettings)
+
+
+def _check(values: Mapping[str, Any], changed: Collection[str] | None = None) -> None:
+    """The rules, all of them: the canvas (its numbers, then how they fit together), then
+    every other field's range. `changed`: check only these fields, and the canvas rules when
+    the canvas is among them."""
+    names = KNOBS.keys() if changed is None else [n for n in KNOBS if n in changed]
+    if changed is None or not CANVAS.isdisjoint(changed):
+        gen, block, steps = values["gen_length"], values["block_length"], values["steps"]
+        COUNT.check("gen_length", gen)
+        COUNT.check("block_length", block)
+        if gen % block:
+            raise SettingsError("block_length", f"gen_length {gen} is not divisible by block_length {block}")
+        COUNT.check("steps", steps)
+        blocks = gen // block
+        if steps % blocks:
+            raise SettingsError("steps", f"steps {steps} is not divisible by the number of blocks {blocks} "
+                                         f"(gen_length {gen} / block_length {block})")
+        if steps > gen:
+            raise SettingsError("steps", f"steps {steps} is more than the {gen} tokens to generate")
+    for name in names:
+        if name not in CANVAS:
+            KNOBS[name][1].range.check(name, values[name])
+
+
+def _default(defaults: Any, name: str, range: Range, reference: Any) -> Any:
+    """A canvas default (`max_tokens`, `steps_ratio`) from `defaults`, checked, else the reference."""
+    value = getattr(defaults, name, None)
+    if value is None:
+        return reference
+    range.check(name, value)
+    return value
+
+
+def _build(values: Mapping[str, Any]) -> DecodeSettings:
+    """Settings from values already checked: no second validation pass."""
+    settings = object.__new__(DecodeSettings)
+    settings.__dict__.update({name: values[name] for name in KNOBS})  # in field order
+    return settings

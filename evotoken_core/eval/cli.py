@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from evotoken_core.decoding import (CACHE_MODES, DECODING_MODES, REMASKING_RULES, DecodeSettings,
-                                    RecommendedDecoding, SettingsError)
+from evotoken_core.decoding import DecodeSettings, RecommendedDecoding, SettingsError
+from evotoken_core.flags import (add_decoding_flags, add_model_flags, comma_list, decoding_settings,
+                                 model_or_embedded)
 from evotoken_core.model.loading import ModelNotFoundError, resolve_model_path
 
 from .datasets import TASKS, DatasetError, load_items, shipped_test_set
@@ -22,21 +23,6 @@ from .report import format_table, plot_accuracy, write_generations
 
 class EvalError(RuntimeError):
     """A problem with the command line or its inputs, reported without a traceback."""
-
-
-def _csv(kind, choices=None):
-    def parse(text: str):
-        try:
-            values = [kind(v.strip()) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError("the list is empty")
-        bad = [v for v in values if choices is not None and v not in choices]
-        if bad:
-            raise argparse.ArgumentTypeError(f"{', '.join(map(str, bad))} not in {', '.join(choices)}")
-        return values
-    return parse
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,45 +35,23 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    d = DecodeSettings()
     data = p.add_argument_group("data")
-    data.add_argument("--task", type=_csv(str, TASKS), default=["arith"],
+    data.add_argument("--task", type=comma_list(str, TASKS), default=["arith"],
                       help="comma list of: " + ", ".join(TASKS) + " (arith, countdown and demo default to the shipped held-out sets)")
     data.add_argument("--data", action="append", default=None, metavar="FILE.jsonl",
                       help="JSONL in the public layout; give it once per task, in --task order")
     data.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each task")
-    model = p.add_argument_group("model (local run)")
-    model.add_argument("--model", default=None, help="checkpoint directory or hub id (default: the embedded demo model)")
-    model.add_argument("--lora", default=None, help="peft adapter to apply, e.g. the EvoToken CTS LoRA")
-    model.add_argument("--merge-lora", action="store_true", help="fold the adapter into the weights first")
-    model.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    model.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 or float64")
-    model.add_argument("--batch-size", type=int, default=32, help="requests decoded together (also the server concurrency)")
-    model.add_argument("--threads", type=int, default=None,
-                       help="torch CPU threads (default: torch's choice; 1 is fastest for tiny models on a busy CPU)")
+    add_model_flags(p, "model (local run)")
+    p.add_argument("--batch-size", type=int, default=32, help="requests decoded together (also the server concurrency)")
     remote = p.add_argument_group("server (remote run)")
     remote.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://host:8000/v1")
     remote.add_argument("--api-key", default=None)
     remote.add_argument("--model-name", default=None, help="served model id (default: the first /v1/models entry)")
-    dec = p.add_argument_group("decoding")
-    dec.add_argument("--gen-length", type=int, default=None,
-                     help="tokens generated per answer (default: the model's recommendation, else 128)")
-    dec.add_argument("--block-length", type=int, default=None,
-                     help="(default: the model's recommendation, else 32)")
-    dec.add_argument("--steps", type=int, default=None,
-                     help="refinement steps (default: the model's steps ratio of every block, else half, "
-                          "as the reference eval)")
-    dec.add_argument("--temperature", type=float, default=d.temperature)
-    dec.add_argument("--k-soft", type=int, default=d.k_soft)
-    dec.add_argument("--alpha-soft-mask", type=_csv(float), default=[d.alpha_soft_mask],
-                     help="comma list; each value is reported, e.g. 0.5,0.6,0.7,0.8,0.9")
-    dec.add_argument("--remasking", choices=REMASKING_RULES, default=d.remasking)
-    dec.add_argument("--threshold", type=float, default=None)
-    dec.add_argument("--decoding", type=_csv(str, DECODING_MODES), default=["evotoken"],
-                     help="comma list of modes to compare: evotoken,hard_mask")
-    dec.add_argument("--seed", type=int, default=0, help="item i is decoded with seed + i")
-    dec.add_argument("--cache", choices=CACHE_MODES, default="none",
-                     help="approximate K/V cache (prefix or dual): faster, may cost accuracy")
+    add_decoding_flags(p, sweep={"alpha_soft_mask": "each value is reported, e.g. 0.5,0.6,0.7,0.8,0.9",
+                                 "decoding": "the modes to compare, e.g. evotoken,hard_mask"})
+    reference = DecodeSettings()
+    # A sweep compares modes and alphas on the same items: item i is decoded with seed + i.
+    p.set_defaults(alpha_soft_mask=[reference.alpha_soft_mask], decoding=[reference.decoding], seed=0)
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     out.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -96,11 +60,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def base_settings(args, recommended: RecommendedDecoding | None = None) -> DecodeSettings:
-    """The flags' settings; canvas, block length and steps left unset come from `recommended`."""
-    return (recommended or RecommendedDecoding()).settings(
-        gen_length=args.gen_length, block_length=args.block_length, steps=args.steps,
-        temperature=args.temperature, k_soft=args.k_soft, alpha_soft_mask=args.alpha_soft_mask[0],
-        remasking=args.remasking, threshold=args.threshold, seed=args.seed, cache=args.cache)
+    """The flags' settings (the first mode and alpha of the sweep); canvas, block length and
+    steps left unset come from `recommended`."""
+    return decoding_settings(args, recommended)
 
 
 def recommended_decoding(args) -> RecommendedDecoding:
@@ -122,15 +84,11 @@ def recommended_decoding(args) -> RecommendedDecoding:
 
 
 def default_model_path() -> str:
+    """The embedded model, for a local run that names none."""
     try:
-        from evotoken_core.assets import default_model_path as embedded
-        path = embedded()
-    except (ImportError, AttributeError, FileNotFoundError) as error:
-        raise EvalError(f"no --model given and no embedded model is installed ({error}); "
-                        "pass --model PATH or --base-url URL") from None
-    if path is None or not Path(path).is_dir():
-        raise EvalError(f"no --model given and the embedded model is missing at {path}; pass --model PATH")
-    return str(path)
+        return model_or_embedded(None)
+    except FileNotFoundError as error:
+        raise EvalError(f"{error} (or --base-url URL)") from None
 
 
 def make_generator(args):

@@ -11,20 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from evotoken_core.data.prompts import chat_messages
 from evotoken_core.decoding import RecommendedDecoding
+from evotoken_core.flags import request_extras
 
 from .generation import Generation, Job, Progress
-
-
-def diffusion_extras(settings) -> dict:
-    """The EvoToken fields of a chat request (the server's `extra_body` names)."""
-    extras = {"steps": settings.steps, "block_length": settings.block_length, "k_soft": settings.k_soft,
-              "alpha_soft_mask": settings.alpha_soft_mask, "remasking": settings.remasking,
-              "decoding": settings.decoding}
-    if settings.threshold is not None:
-        extras["threshold"] = settings.threshold
-    if settings.cache != "none":
-        extras["cache"] = settings.cache
-    return extras
 
 
 def _nfe(response) -> int | None:
@@ -77,7 +66,7 @@ class RemoteGenerator:
                 max_tokens=s.gen_length,
                 temperature=s.temperature,
                 seed=s.seed,
-                extra_body=diffusion_extras(s),
+                extra_body=request_extras(s),
             )
         except Exception as error:  # one failed request is one wrong answer, not a lost sweep
             return Generation(job.job_id, "", None, "error", f"{type(error).__name__}: {error}")

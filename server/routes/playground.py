@@ -16,6 +16,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from evotoken_core.decoding import DecodeSettings
+
 from ..settings import ModelSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -48,16 +50,16 @@ def decode_defaults(settings: ModelSettings) -> dict:
     """What a request that names no diffusion setting gets, as `/v1/models` advertises it.
 
     The page fills its settings from these (the `evotoken_defaults` extra of the model entry),
-    so it never guesses what the server would do with an empty field.
+    so it never guesses what the server would do with an empty field: they are the settings
+    the core resolves for an empty request, one entry per server-wide default.
     """
-    block = settings.block_length
-    canvas = -(-settings.max_tokens // block) * block
-    return {"max_tokens": settings.max_tokens, "block_length": block,
-            "steps": settings.default_steps(canvas, block), "steps_ratio": settings.steps_ratio,
-            "temperature": settings.temperature,
-            "k_soft": settings.k_soft, "alpha_soft_mask": settings.alpha_soft_mask,
-            "threshold": settings.threshold, "decoding": settings.decoding,
-            "remasking": settings.remasking, "cache": settings.cache}
+    resolved = DecodeSettings.resolve(defaults=settings)
+    advertised = {"max_tokens": settings.max_tokens, "block_length": resolved.block_length,
+                  "steps": resolved.steps, "steps_ratio": settings.steps_ratio}
+    for name in DecodeSettings.field_names():
+        if name in ModelSettings.model_fields and name not in advertised:
+            advertised[name] = getattr(resolved, name)
+    return advertised
 
 
 @cache
