@@ -153,7 +153,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
-        param = _param_of(tuple(first.get("loc", ())))
+        # A body that is not JSON names no field: its `loc` is ("body", <character offset>).
+        param = None if first.get("type") == "json_invalid" else _param_of(tuple(first.get("loc", ())))
         if first.get("type") == "missing" and param is None:
             return bad_request("The request body is missing or is not a JSON object.").response()
         return bad_request(_validation_message(first, param), param=param).response()

@@ -165,10 +165,17 @@ class Generation:
         queue = self._sink.queue
         if not queue.empty():
             return queue.get_nowait()
+        # Not `asyncio.wait_for`: before Python 3.12, when a record arrives in the same loop pass
+        # as this task's cancellation, it returns the record and drops the cancellation, so a
+        # cancelled request kept its rows until it completed. `asyncio.wait` lets it through;
+        # a record taken by the getter then is dropped with the request it belonged to.
+        getter = asyncio.ensure_future(queue.get())
         try:
-            return await asyncio.wait_for(queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+            await asyncio.wait((getter,), timeout=timeout)
+        finally:
+            if not getter.done():
+                getter.cancel()  # the queue keeps any record it had not handed over yet
+        return getter.result() if getter.done() and not getter.cancelled() else None
 
     async def _check_client(self) -> None:
         if self.is_disconnected is not None and await self.is_disconnected():

@@ -49,6 +49,14 @@ def test_models_lists_the_served_model(app):
     assert body["data"][0]["object"] == "model" and isinstance(body["data"][0]["created"], int)
 
 
+def test_one_model_is_retrieved_by_id_and_an_unknown_id_is_404(app):
+    listed = app.get("/v1/models").json()["data"][0]
+    assert app.get("/v1/models/tiny").json() == listed  # what `client.models.retrieve("tiny")` reads
+    for unknown in ("gpt-4", "GSAI-ML%2FLLaDA-8B-Instruct", "tiny/extra"):  # hub-style ids reach the route
+        err = error_of(app.get(f"/v1/models/{unknown}"), 404)
+        assert err["code"] == "model_not_found" and err["param"] == "model"
+
+
 def test_chat_answer_matches_the_core_decode_and_counts_usage(app, core):
     from evotoken_core.decoding import DecodeSettings
 

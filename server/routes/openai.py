@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import error_responses, unavailable
-from ..responses import ChatCompletion, Completion, ModelList
+from ..errors import error_responses, model_not_found, unavailable
+from ..responses import ChatCompletion, Completion, ModelCard, ModelList
 from ..schemas import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(prefix="/v1")
@@ -39,3 +39,13 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 @router.get("/models", responses=error_responses(401))
 async def models(request: Request) -> ModelList:
     return ModelList(data=request.app.state.model_cards)
+
+
+@router.get("/models/{model:path}", responses=error_responses(401, 404))
+async def model(model: str, request: Request) -> ModelCard:
+    """One entry of the list, as `client.models.retrieve(id)` asks for it. `:path`, because a
+    hub id or an adapter's id has a slash in it (the SDK sends it percent-encoded)."""
+    for card in request.app.state.model_cards:
+        if card.id == model:
+            return card
+    raise model_not_found(model)
