@@ -3,10 +3,15 @@
 # evotoken: OpenAI-compatible server for EvoToken diffusion LMs.
 #
 #   docker build -t evotoken:0.1.0 .
-#   docker run --gpus 1 -p 8000:8000 -v hf-cache:/var/cache/huggingface \
+#   docker run --gpus 1 --init --stop-timeout 90 -p 8000:8000 -v hf-cache:/var/cache/huggingface \
 #     -e EVOTOKEN_MODEL=GSAI-ML/LLaDA-8B-Instruct \
 #     -e EVOTOKEN_LORA=zhongzero/EvoToken_LLaDA_Instruct_8B_Lora \
 #     -e EVOTOKEN_DTYPE=bfloat16 evotoken:0.1.0
+#
+# --stop-timeout: `docker stop` waits 10 s by default before SIGKILL, less than the server's
+# 30 s drain (EVOTOKEN_SHUTDOWN_GRACE), and would cut streams that are still running; compose
+# sets 90 s (stop_grace_period). Podman and buildah: build with `--format docker`, or the
+# HEALTHCHECK below is dropped (the OCI image format has no healthcheck field).
 #
 # The official PyTorch image already carries torch, CUDA and cuDNN matched to each other, which
 # is the part that is hard to get right and slow to download; we add only our pure-Python

@@ -161,6 +161,31 @@ def test_multi_gpu_runs_one_replica_per_gpu_behind_nginx():
     assert sorted(scraped) == sorted(replicas), "Prometheus must scrape each replica directly"
 
 
+def dockerfile_base_image() -> str:
+    return re.search(r"^ARG BASE_IMAGE=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)[1]
+
+
+@pytest.mark.parametrize("path", [COMPOSE, MULTI_GPU], ids=lambda p: p.name)
+def test_every_build_takes_its_base_image_from_the_environment(path):
+    """`BASE_IMAGE=... docker compose build`: today's default unless the operator sets one."""
+    built = {name: s for name, s in load(path)["services"].items() if "build" in s}
+    assert built
+    for name, service in built.items():
+        assert service["build"]["args"]["BASE_IMAGE"] == dockerfile_base_image(), name
+        chosen = load(path, {"BASE_IMAGE": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"})["services"][name]
+        assert chosen["build"]["args"]["BASE_IMAGE"] == "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+
+
+def test_compose_stop_grace_outlasts_the_servers_drain():
+    from server.settings import Settings
+
+    grace = Settings.model_fields["shutdown_grace"].default
+    for path in (COMPOSE, MULTI_GPU):
+        for name, service in load(path)["services"].items():
+            if name.startswith("evotoken"):
+                assert int(service["stop_grace_period"].removesuffix("s")) > grace, (path.name, name)
+
+
 def promtool() -> str:
     return require_tool("promtool", "apt-get install prometheus")
 

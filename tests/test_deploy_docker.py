@@ -101,6 +101,18 @@ def test_healthcheck_probes_ready_and_entrypoint_is_evotoken_serve(instructions)
     assert "/var/cache/huggingface" in " ".join(a for k, a in instructions if k == "VOLUME")
 
 
+def test_the_run_example_gives_docker_stop_more_time_than_the_drain():
+    """`docker stop` kills after 10 s by default, inside the server's 30 s drain."""
+    from server.settings import Settings
+
+    header = "\n".join(line.lstrip("# ") for line in DOCKERFILE.read_text().splitlines()
+                       if line.startswith("#"))
+    run = re.search(r"docker run (.*?)evotoken:\S+$", header.replace("\\\n", " "), re.S | re.M)[1]
+    timeout = int(re.search(r"--stop-timeout[ =](\d+)", run)[1])
+    assert timeout > Settings.model_fields["shutdown_grace"].default
+    assert "--format docker" in header  # podman/buildah keep the HEALTHCHECK only in this format
+
+
 # --- the build context -----------------------------------------------------------------------
 
 def _ignore_patterns() -> list[tuple[bool, re.Pattern]]:

@@ -54,3 +54,28 @@ def test_commands_name_files_and_services_that_exist():
     loop = re.search(r"for i in ([\d ]+); do", commands)
     assert {f"evotoken-gpu{i}" for i in loop[1].split()} == {s for s in multi if s.startswith("evotoken-gpu")}
 
+
+
+def test_plain_runs_outlast_the_drain_and_podman_builds_keep_the_healthcheck():
+    from server.settings import Settings
+
+    grace = Settings.model_fields["shutdown_grace"].default
+    commands = "\n".join(shell_blocks(DOCS) + shell_blocks(GUIDE)).replace("\\\n", " ")
+    runs = re.findall(r"^(?:docker|podman) run .*$", commands, re.M)
+    assert runs
+    for run in runs:
+        timeout = re.search(r"--stop-timeout[ =](\d+)", run)
+        assert timeout and int(timeout[1]) > grace, run
+    builds = re.findall(r"^(?:podman|buildah) build.*$", commands, re.M)
+    assert builds and all("--format docker" in b for b in builds), builds
+
+
+def test_the_compose_version_floor_is_stated_where_start_interval_is_used():
+    """`start_interval` needs Compose >= 2.20.2 to parse and Engine >= 25.0 to honour it."""
+    uses = [p for p in (REPO / "docker-compose.yml", REPO / "deploy" / "compose.multi-gpu.yml")
+            if "start_interval" in p.read_text()]
+    assert uses
+    for doc in (DOCS, GUIDE):
+        text = " ".join(doc.read_text().split())
+        assert re.search(r"Docker Engine 25(\.0)?\+? ", text) or "Engine 25.0 or newer" in text, doc.name
+        assert "2.20.2" in text, doc.name
