@@ -58,7 +58,16 @@ class _GenerationRequest(BaseModel):
     decoding: Literal[DECODING_MODES] | None = None
     cache: Literal[CACHE_MODES] | None = None
     stream_steps: bool | Literal["full"] = False
+    # Fixed-length extras that benchmark clients send (aiperf, guidellm, vLLM bench; vLLM's names):
+    ignore_eos: bool = False  # decode the whole canvas; the answer has exactly max_tokens tokens
+    min_tokens: StrictInt | None = None  # no end of the answer before this many tokens
     # ---------------------------------------------------------------------------------------------
+
+    @field_validator("seed")
+    @classmethod
+    def _minus_one_is_random(cls, seed):
+        """Several benchmark clients send `seed: -1` for "no fixed seed"."""
+        return None if seed == -1 else seed
 
     @field_validator("stop")
     @classmethod

@@ -24,9 +24,9 @@ def checks(monkeypatch) -> list:
     calls = []
     real = settings_module._check
 
-    def counting(values, changed=None):
+    def counting(values, changed=None, **asked):
         calls.append(None if changed is None else sorted(changed))
-        return real(values, changed)
+        return real(values, changed, **asked)
 
     monkeypatch.setattr(settings_module, "_check", counting)
     return calls
@@ -74,6 +74,20 @@ def test_bad_defaults_are_named_too():
     with pytest.raises(SettingsError) as error:
         DecodeSettings.resolve(defaults=Bad())
     assert error.value.param == "steps_ratio"
+
+
+def test_min_tokens_may_not_pass_the_asked_length_and_ignore_eos_decodes_everything():
+    s = DecodeSettings.resolve({"max_tokens": 10, "block_length": 4, "min_tokens": 10, "ignore_eos": True})
+    assert (s.gen_length, s.min_tokens, s.ignore_eos, s.early_end) == (12, 10, True, False)
+    with pytest.raises(SettingsError) as error:  # the canvas has 12, but 10 were asked for
+        DecodeSettings.resolve({"max_tokens": 10, "block_length": 4, "min_tokens": 11})
+    assert error.value.param == "min_tokens"
+    with pytest.raises(SettingsError) as error:
+        DecodeSettings(gen_length=32, steps=16, min_tokens=33)
+    assert error.value.param == "min_tokens"
+    with pytest.raises(SettingsError) as error:
+        DecodeSettings.resolve({"ignore_eos": True, "early_end": True})
+    assert error.value.param == "early_end"
 
 
 def test_an_unknown_setting_is_a_type_error():

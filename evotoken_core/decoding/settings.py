@@ -26,6 +26,8 @@ STEPS_RATIO = Range(float, low=0, high=1, low_open=True)
 REFERENCE_MAX_TOKENS = 128
 REFERENCE_STEPS_RATIO = 0.5
 CANVAS = frozenset(("gen_length", "block_length", "steps"))
+LENGTH = CANVAS | {"min_tokens"}
+ENDING = frozenset(("early_end", "ignore_eos"))
 
 
 def whole_blocks(max_tokens: int, block_length: int) -> int:
@@ -75,6 +77,13 @@ class DecodeSettings:
     cache: str = knob("none", Range(str, choices=CACHE_MODES),
                       "approximate K/V cache (Fast-dLLM): faster, changes outputs slightly",
                       extra=True, off="none")
+    # Fixed-length extras that benchmark clients send (vLLM's names). `min_tokens`: no end token
+    # is proposed before this many generated tokens. `ignore_eos`: decode the whole canvas
+    # (no early end) and keep the text past end tokens, so every answer has max_tokens tokens.
+    min_tokens: int = knob(0, Range(int, low=0), "the answer's least number of tokens: no end "
+                           "token is proposed before them", extra=True, off=0)
+    ignore_eos: bool = knob(False, Range(bool), "decode the whole canvas and keep the text past end "
+                            "tokens, up to max_tokens", flag=False, extra=True, off=False)
 
     def __post_init__(self):
         _check(self.__dict__)
@@ -144,7 +153,9 @@ class DecodeSettings:
             fits = sound_block and COUNT.accepts(gen) and gen % block == 0
             steps = steps_for(gen, block, ratio) if fits else 1
         values.update(gen_length=gen, block_length=block, steps=steps)
-        _check(values)
+        if values["ignore_eos"] and given.get("early_end") is None:
+            values["early_end"] = False  # the whole canvas is decoded
+        _check(values, asked=given.get("gen_length") or max_tokens)
         return _build(values)
 
     @classmethod
@@ -161,10 +172,11 @@ class DecodeSettings:
 KNOBS = knobs_of(DecodeSettings)
 
 
-def _check(values: Mapping[str, Any], changed: Collection[str] | None = None) -> None:
-    """The rules, all of them: the canvas (its numbers, then how they fit together), then
-    every other field's range. `changed`: check only these fields, and the canvas rules when
-    the canvas is among them."""
+def _check(values: Mapping[str, Any], changed: Collection[str] | None = None, asked: int | None = None) -> None:
+    """The rules, all of them: the canvas (its numbers, then how they fit together), every
+    other field's range, then the rules across fields. `changed`: check only these fields, and
+    a rule across fields when one of its fields is among them. `asked`: the answer length the
+    user asked for (the canvas may be longer: whole blocks), which `min_tokens` may not pass."""
     names = KNOBS.keys() if changed is None else [n for n in KNOBS if n in changed]
     if changed is None or not CANVAS.isdisjoint(changed):
         gen, block, steps = values["gen_length"], values["block_length"], values["steps"]
@@ -182,6 +194,13 @@ def _check(values: Mapping[str, Any], changed: Collection[str] | None = None) ->
     for name in names:
         if name not in CANVAS:
             KNOBS[name][1].range.check(name, values[name])
+    if changed is None or not LENGTH.isdisjoint(changed):
+        limit = values["gen_length"] if asked is None else asked
+        if values["min_tokens"] > limit:
+            raise SettingsError("min_tokens", f"min_tokens {values['min_tokens']} is more than the "
+                                              f"{limit} tokens asked for")
+    if (changed is None or not ENDING.isdisjoint(changed)) and values["ignore_eos"] and values["early_end"]:
+        raise SettingsError("early_end", "ignore_eos decodes the whole canvas: early_end must be off")
 
 
 def _default(defaults: Any, name: str, range: Range, reference: Any) -> Any:
