@@ -55,22 +55,22 @@ def comma_list(kind: type, choices: tuple[str, ...] | None = None) -> Callable[[
     return parse
 
 
-def _add_flag(group, name: str, default: Any, declared: Knob, unset: bool, sweep_note: str | None) -> None:
+def _add_flag(group, name: str, declared: Knob, default: Any, shown: Any, sweep_note: str | None = None) -> None:
+    """`default`: what argparse stores when the flag is absent; `shown`: the default in the help."""
     r = declared.range
     flag = "--" + name.replace("_", "-")
-    if unset and name in CANVAS:
-        shown = f"the model's recommendation, else {default}"
-    else:
-        shown = "none" if default is None else default
-    kwargs: dict = {"dest": name, "default": None if unset else default,
-                    "help": f"{declared.help} (default: {shown})"}
+    if isinstance(shown, list):
+        shown = ",".join(map(str, shown))
+    help_text = declared.help if "(default:" in declared.help else f"{declared.help} (default: {shown})"
+    kwargs: dict = {"dest": name, "default": default, "help": help_text}
     if r.kind is bool:  # a switch that turns its default around
-        flag = "--no-" + flag[2:] if default else flag
-        kwargs["action"] = "store_false" if default else "store_true"
-        kwargs["help"] = declared.help if default is False else f"do not {declared.help}"
+        on = shown is True
+        flag = "--no-" + flag[2:] if on else flag
+        kwargs.update(action="store_false" if on else "store_true",
+                      help=f"do not {declared.help}" if on else declared.help)
     elif sweep_note is not None:
         kwargs.update(type=comma_list(r.kind if r.choices is None else str, r.choices),
-                      help=f"{declared.help}; a comma list: {sweep_note}")
+                      help=f"{declared.help}; a comma list: {sweep_note} (default: {shown})")
     else:
         kwargs["type"] = str if r.choices is not None else r.kind
         if r.choices is not None:
@@ -81,18 +81,30 @@ def _add_flag(group, name: str, default: Any, declared: Knob, unset: bool, sweep
 def add_model_flags(parser: argparse.ArgumentParser, title: str = "model") -> None:
     group = parser.add_argument_group(title)
     for name, (default, declared) in MODEL_KNOBS.items():
-        _add_flag(group, name, default, declared, unset=False, sweep_note=None)
+        _add_flag(group, name, declared, default, "none" if default is None else default)
 
 
-def add_decoding_flags(parser: argparse.ArgumentParser, sweep: Mapping[str, str] | None = None) -> None:
-    """One flag per decoding knob. `sweep`: knobs this command compares over a comma list
-    (name -> what the list means), e.g. `evotoken eval --alpha-soft-mask 0.5,0.7,0.9`."""
-    sweep = sweep or {}
+def add_decoding_flags(parser: argparse.ArgumentParser, sweep: Mapping[str, str] | None = None,
+                       defaults: Mapping[str, Any] | None = None) -> None:
+    """One flag per decoding knob, unset unless given: `DecodeSettings.resolve` fills it.
+
+    `sweep`: knobs this command compares over a comma list (name -> what the list means), e.g.
+    `evotoken eval --alpha-soft-mask 0.5,0.7,0.9`. `defaults`: values this command sets when a
+    flag is absent (a swept knob's is a list), e.g. eval's fixed seed.
+    """
+    sweep, defaults = sweep or {}, defaults or {}
     group = parser.add_argument_group("decoding (unset canvas settings come from the model's recommendation, "
                                       "else the reference command's 128 / 32 / 64)")
-    for name, (default, declared) in KNOBS.items():
-        if declared.flag:
-            _add_flag(group, name, default, declared, unset=True, sweep_note=sweep.get(name))
+    for name, (reference, declared) in KNOBS.items():
+        if not declared.flag:
+            continue
+        if name in defaults:
+            shown = defaults[name]
+        elif name in CANVAS:
+            shown = f"the model's recommendation, else {reference}"
+        else:
+            shown = "none" if reference is None else reference
+        _add_flag(group, name, declared, defaults.get(name), shown, sweep.get(name))
 
 
 def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -69,8 +69,8 @@ class DecodeSettings:
     seed: int | None = knob(None, Range(int, low=0, high=2**63, high_open=True, optional=True,
                                         text="an integer in [0, 2**63)"), "random seed (same seed, same text)")
     # Stop a row once a finished block holds an end token; the text is unchanged by it.
-    early_end: bool = knob(True, Range(bool), "stop once a finished block holds an end token "
-                           "(the same text, fewer forward passes)")
+    early_end: bool = knob(True, Range(bool), "end a row once a finished block holds an end token "
+                           "(the text is the same either way)")
     # Approximate K/V cache (Fast-dLLM): "prefix" reuses the keys/values of everything before
     # the current block, "dual" also those after it; both refresh at every block start.
     # Changes outputs, so it is opt-in; its accuracy cost is measured in the README.

@@ -47,11 +47,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     remote.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://host:8000/v1")
     remote.add_argument("--api-key", default=None)
     remote.add_argument("--model-name", default=None, help="served model id (default: the first /v1/models entry)")
-    add_decoding_flags(p, sweep={"alpha_soft_mask": "each value is reported, e.g. 0.5,0.6,0.7,0.8,0.9",
-                                 "decoding": "the modes to compare, e.g. evotoken,hard_mask"})
     reference = DecodeSettings()
     # A sweep compares modes and alphas on the same items: item i is decoded with seed + i.
-    p.set_defaults(alpha_soft_mask=[reference.alpha_soft_mask], decoding=[reference.decoding], seed=0)
+    add_decoding_flags(p, sweep={"alpha_soft_mask": "each value is reported, e.g. 0.5,0.6,0.7,0.8,0.9",
+                                 "decoding": "the modes to compare, e.g. evotoken,hard_mask"},
+                       defaults={"alpha_soft_mask": [reference.alpha_soft_mask],
+                                 "decoding": [reference.decoding], "seed": 0})
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     out.add_argument("--out", type=Path, default=None, metavar="DIR",
