@@ -62,6 +62,7 @@ def test_every_knob_that_declares_a_flag_has_one():
     ["--decoding", "hard_mask"],
     ["--cache", "dual"],
     ["--no-early-end"],
+    ["--min-tokens", "3"],
     ["--threshold", "0.9", "--remasking", "random", "--temperature", "0.5"],
     ["--block-length", "8"],
     ["--gen-length", "24", "--block-length", "8", "--steps", "6"],
