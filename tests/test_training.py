@@ -142,7 +142,7 @@ def test_cts_soft_inputs_are_what_build_soft_state_gives(pretrained, tiny_tokeni
     batch = fixed_source(EXAMPLES, tiny_tokenizer, cfg).batch(0)
     mask_id = SpecialIds.from_tokenizer(tiny_tokenizer).mask
     plan = make_plan(batch, step_rng(0, 0, "cts"), step_generator(0, 0, torch.device("cpu")),
-                     [8], [2], (0.6, 0.6))
+                     [8], [2], (0.6, 0.6), unroll_steps=3)
     result = cts_unroll(loaded.model, batch, plan, mask_id, unroll_steps=3, k_soft=3, record=True)
     assert result.trace[0].soft_ids is None  # the first step is fed plain embeddings
     B = batch.input_ids.shape[0]
@@ -167,19 +167,6 @@ def test_cts_soft_inputs_are_what_build_soft_state_gives(pretrained, tiny_tokeni
     in_block = plan.fill_rank >= 0
     counts = [int((s.masked & in_block).sum()) for s in result.trace]
     assert all(a >= b for a, b in zip(counts, counts[1:])) and counts[0] < int(in_block.sum())
-
-
-def test_cts_lora_writes_a_merged_model_and_an_adapter_that_agree(tmp_path, pretrained, tiny_tokenizer):
-    cfg = CTSConfig(base=str(pretrained), out=str(tmp_path / "cts"), steps=2, batch_size=4, answer_length=32,
-                    block_lengths="8", warmup_steps=1, lr=1e-2, threads=1, lora_r=4, lora_alpha=8)
-    run_cts(cfg, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)
-    merged = load_model(cfg.out, device="cpu").model
-    with_adapter = load_model(pretrained, device="cpu", lora=Path(cfg.out) / "adapter").model
-    base = load_model(pretrained, device="cpu").model
-    ids = torch.tensor([[1, 5, 9, tiny_tokenizer.mask_token_id, 7]])
-    torch.testing.assert_close(merged(input_ids=ids).logits, with_adapter(input_ids=ids).logits,
-                               rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(merged(input_ids=ids).logits, base(input_ids=ids).logits)
 
 
 def test_pretraining_from_scratch_can_spell_numbers_in_digits(tmp_path):

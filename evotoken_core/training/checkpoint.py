@@ -34,6 +34,15 @@ def save_llada(model: nn.Module, tokenizer, out: str | Path, dtype: str | None =
     return out
 
 
+def load_float32(path: str | Path):
+    """An LLaDA checkpoint with float32 weights whatever it stores: the shipped models are
+    float16 on disk, and float16 master weights would both lose AdamW's small updates and run
+    the CPU's slow half-precision matmuls (measured 15-25x slower per CTS step)."""
+    from evotoken_core.model.modeling import LLaDAModelLM
+
+    return LLaDAModelLM.from_pretrained(path, dtype=torch.float32)
+
+
 def checkpoint_dir(out: str | Path, step: int) -> Path:
     return Path(out) / f"checkpoint-{step}"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from .stop_rule import StopRule
+
 
 def _need(ok: bool, message: str) -> None:
     if not ok:
@@ -95,39 +97,62 @@ class PretrainConfig(TrainConfig):
 
 @dataclass
 class CTSConfig(TrainConfig):
-    """Continuous trajectory supervision of a pretrained model (the spec's section of that name)."""
+    """Continuous trajectory supervision of a pretrained model (the spec's section of that name).
+
+    The defaults are the published trainer's: LoRA r 128 / alpha 256 / dropout 0.05 on
+    q_proj, k_proj, v_proj, K = 4, 1/2/4/8 tokens filled per step (only counts with K·u < L
+    are drawn for a block of length L), k_soft 3, alpha ~ U[0.5, 1.0], kept positions random.
+    Block lengths are this project's: its answers are 48 tokens, so 48 is the whole answer."""
 
     out: str = "runs/cts"
     base: str = ""                 # the pretrained LLaDA-format checkpoint to tune
     lr: float = 2e-4
     warmup_steps: int = 20
     unroll_steps: int = 4          # K
-    unmask_counts: str = "1,2,4,8"  # tokens filled per unrolled step, one value drawn per batch
+    unmask_counts: str = "1,2,4,8"  # tokens filled per unrolled step u, one drawn per batch among K·u < L
     k_soft: int = 3
     alpha_min: float = 0.5
     alpha_max: float = 1.0
-    block_lengths: str = "8,16,32"  # block length L, one value drawn per batch
-    block_prefix_share: float = 0.0  # rows whose unmasked block positions are its first ones (0: random)
+    block_lengths: str = "8,16,32,48"  # block length L, one value drawn per batch
+    block_prefix_share: float = 0.0  # rows whose kept block positions are its first ones (0: published)
     full: bool = False             # full fine-tune instead of LoRA
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora_r: int = 128
+    lora_alpha: int = 256
     lora_dropout: float = 0.05
     lora_targets: str = "q_proj,k_proj,v_proj"
     save_adapter: bool = True      # with LoRA: also write the adapter beside the merged model
     level_start: str = "0.1,0.3,0.6"
+    diagnostics_every: int = 50    # measure the diagnostics every this many steps (0: never)
+    diagnostics_rows: int = 64     # held-out rows of the diagnostic batch
+    stop_when: str = ""            # e.g. self_copy>=0.99,kept_ce<=0.05: stop once all hold
 
     def __post_init__(self):
         super().__post_init__()
         _need(bool(self.base), "base: the pretrained checkpoint to tune is required")
         _need(self.unroll_steps >= 1, "unroll_steps must be at least 1")
-        _need(all(c >= 1 for c in parse_ints(self.unmask_counts)), "unmask_counts must be positive")
-        _need(all(b >= 1 for b in parse_ints(self.block_lengths)), "block_lengths must be positive")
-        _need(max(parse_ints(self.block_lengths)) <= self.answer_length,
-              "block_lengths must fit in answer_length")
+        counts, lengths = parse_ints(self.unmask_counts), parse_ints(self.block_lengths)
+        _need(bool(counts) and all(c >= 1 for c in counts), "unmask_counts must be positive")
+        _need(bool(lengths) and all(b >= 1 for b in lengths), "block_lengths must be positive")
+        _need(max(lengths) <= self.answer_length, "block_lengths must fit in answer_length")
+        for length in lengths:
+            _need(self.unroll_steps * min(counts) < length,
+                  f"block length {length} leaves no unmask count u with unroll_steps·u < {length} "
+                  f"(unroll_steps {self.unroll_steps}, unmask_counts {self.unmask_counts})")
         _need(self.k_soft >= 1, "k_soft must be at least 1")
         _need(0 <= self.block_prefix_share <= 1, "block_prefix_share must be in [0, 1]")
         _need(0 <= self.alpha_min <= self.alpha_max <= 1, "need 0 <= alpha_min <= alpha_max <= 1")
         _need(self.lora_r >= 1, "lora_r must be at least 1")
+        _need(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+        _need(bool([t for t in self.lora_targets.split(",") if t.strip()]) or self.full,
+              "lora_targets must name at least one module")
+        _need(self.diagnostics_every >= 0, "diagnostics_every must be >= 0 (0: never)")
+        _need(self.diagnostics_rows >= 1, "diagnostics_rows must be at least 1")
+        rule = StopRule.parse(self.stop_when)
+        _need(not rule or self.diagnostics_every >= 1, "stop_when needs diagnostics_every >= 1")
+
+    @property
+    def stop_rule(self) -> StopRule:
+        return StopRule.parse(self.stop_when)
 
 
 def parse_floats(text: str) -> list[float]:

@@ -1,7 +1,8 @@
 """Continuous trajectory supervision: the model is trained on its own decoding trajectory.
 
 Per batch (the spec's section of that name): a block of length L inside each answer, ground
-truth before it, masks after it and a random number of its positions left unmasked; then K
+truth before it, masks after it and n_keep ~ U[0, L − K·u] of its positions left unmasked, so
+that each of the K unrolled steps fills exactly u real masks; then K
 unrolled steps. Each step runs the model on the current input, scores the logits against the
 ground truth over the whole block, fills a fixed number of pre-chosen masked positions of the
 block with the model's argmax, and rebuilds the soft input with `decoding.rules`, the same
@@ -32,6 +33,10 @@ class CTSPlan:
     fill_rank: torch.Tensor    # (B, T) order in which masked block positions get filled; -1 elsewhere
     keep: torch.Tensor         # (B, T) bool: block positions left unmasked from the start
 
+    def to(self, device: torch.device | str) -> CTSPlan:
+        return CTSPlan(self.block_length, self.unmask_count, self.alpha, self.block_start.to(device),
+                       self.fill_rank.to(device), self.keep.to(device))
+
 
 @dataclass
 class CTSStep:
@@ -53,27 +58,41 @@ class CTSResult:
     trace: list[CTSStep] = field(default_factory=list)
 
 
+def fitting_unmask_counts(block_length: int, unmask_counts: list[int], unroll_steps: int) -> list[int]:
+    """The fill counts u a block of `block_length` can take: K·u < L, so that after keeping
+    at most L − K·u positions every one of the K steps still has u masks to fill."""
+    return [u for u in unmask_counts if unroll_steps * u < block_length]
+
+
 def make_plan(batch: EncodedBatch, rng: random.Random, generator: torch.Generator,
               block_lengths: list[int], unmask_counts: list[int], alpha_range: tuple[float, float],
-              prefix_share: float = 0.0) -> CTSPlan:
-    """Blocks sit where the decoder puts them: at a multiple of L from the answer start.
+              *, unroll_steps: int, prefix_share: float = 0.0) -> CTSPlan:
+    """The published plan: L, then u among the counts with K·u < L, then per row n_keep
+    uniformly in [0, L − K·u], so every unrolled step fills exactly u masked positions.
 
-    The block keeps a random number of its positions unmasked: random positions, or, in a
-    `prefix_share` of the rows, the block's first ones, the state of a block that is being
-    written in order. The positions filled during the unroll are random either way, and with
-    `prefix_share` 0 every draw is the same as without it."""
+    Blocks sit where the decoder puts them: at a multiple of L from the answer start. The kept
+    positions are random ones, or, in a `prefix_share` of the rows, the block's first ones,
+    the state of a block that is being written in order (a departure from the published
+    trainer, off by default). The positions filled during the unroll are random either way,
+    and with `prefix_share` 0 every draw is the same as without it."""
     B, T = batch.input_ids.shape
     device = batch.input_ids.device
     region = batch.answer_lengths
     L = rng.choice([b for b in block_lengths if b <= int(region.min())] or [int(region.min())])
-    u = rng.choice(unmask_counts)
+    fitting = fitting_unmask_counts(L, unmask_counts, unroll_steps)
+    if not fitting:
+        raise ValueError(f"block length {L} leaves no unmask count u with {unroll_steps}·u < {L} "
+                         f"(unmask counts {unmask_counts}): use longer blocks or smaller counts")
+    u = rng.choice(fitting)
     alpha = rng.uniform(*alpha_range)
     n_blocks = torch.div(region, L, rounding_mode="floor")                     # (B,)
     j = (torch.rand(B, generator=generator, device=device) * n_blocks).floor().long()
     start = batch.answer_start + j * L
     pos = torch.arange(T, device=device)[None, :]
     in_block = (pos >= start[:, None]) & (pos < start[:, None] + L)
-    n_keep = (torch.rand(B, generator=generator, device=device) * L).floor().long()  # 0..L-1
+    most_kept = L - unroll_steps * u
+    n_keep = (torch.rand(B, generator=generator, device=device) * (most_kept + 1)).floor().long()
+    n_keep = n_keep.clamp_max(most_kept)                                        # 0..L-K·u
     score = torch.rand(B, T, generator=generator, device=device).masked_fill(~in_block, 2.0)
     rank = score.argsort(1).argsort(1)                                         # block first, random order
     keep = in_block & (rank < n_keep[:, None])

@@ -7,18 +7,19 @@ to the base model like the published EvoToken adapter (`--model BASE --lora out/
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from evotoken_core.model.modeling import LLaDAModelLM
 
-from .checkpoint import load_trainer_state, resolve_resume, save_llada
+from .checkpoint import load_float32, load_trainer_state, resolve_resume, save_llada
 from .config import CTSConfig, parse_ints
 from .cts import cts_unroll, make_plan
+from .diagnostics import DiagnosticSet, format_line, heldout_set, measure
 from .encoding import SpecialIds
 from .lora import ADAPTER_DIR, add_lora, inner_model, load_lora, merged_copy, save_adapter
-from .loop import StepOutput, Trainer, setup_runtime, step_generator
+from .loop import DIAGNOSTICS_FILE, Monitor, StepOutput, Trainer, setup_runtime, step_generator
 from .source import BatchSource, mixture_source, step_rng
 
 
@@ -30,9 +31,9 @@ def load_cts_start(config: CTSConfig):
         path = resolve_resume(config.resume)
         state = load_trainer_state(path)
         if config.full:
-            return LLaDAModelLM.from_pretrained(path), tokenizer, state
-        return load_lora(LLaDAModelLM.from_pretrained(config.base), path / ADAPTER_DIR), tokenizer, state
-    model = LLaDAModelLM.from_pretrained(config.base)
+            return load_float32(path), tokenizer, state
+        return load_lora(load_float32(config.base), path / ADAPTER_DIR), tokenizer, state
+    model = load_float32(config.base)
     if config.full:
         return model, tokenizer, None
     targets = [t.strip() for t in config.lora_targets.split(",") if t.strip()]
@@ -49,7 +50,7 @@ def cts_loss_fn(model, source: BatchSource, config: CTSConfig, device):
         batch = source.batch(step).to(device)
         plan = make_plan(batch, step_rng(config.seed, step, "cts"), step_generator(config.seed, step, device),
                          block_lengths, unmask_counts, (config.alpha_min, config.alpha_max),
-                         config.block_prefix_share)
+                         unroll_steps=config.unroll_steps, prefix_share=config.block_prefix_share)
         result = cts_unroll(net, batch, plan, mask_id, config.unroll_steps, config.k_soft)
         metrics = {"block_acc": result.block_accuracy, "block_length": plan.block_length,
                    "unmask_count": plan.unmask_count, "alpha": plan.alpha,
@@ -68,12 +69,29 @@ def save_final(model, tokenizer, config: CTSConfig) -> Path:
     return save_llada(merged_copy(model), tokenizer, out, config.save_dtype)
 
 
-def run_cts(config: CTSConfig, source: BatchSource | None = None, show_progress: bool = True) -> Trainer:
+def cts_monitor(model, dset: DiagnosticSet, config: CTSConfig, device) -> Monitor:
+    """The diagnostics of the model being trained, on `dset`, every `diagnostics_every` steps."""
+    net = inner_model(model)
+    placed = DiagnosticSet(dset.batch.to(device), dset.plan.to(device))
+
+    def measure_now() -> dict:
+        return measure(net, placed, net.config.mask_token_id, config.unroll_steps, config.k_soft)
+
+    return Monitor(measure_now, config.diagnostics_every, config.stop_rule, format_line)
+
+
+def run_cts(config: CTSConfig, source: BatchSource | None = None, show_progress: bool = True,
+            diagnostics: DiagnosticSet | None = None) -> Trainer:
+    """Train, then write the final model; `diagnostics` replaces the held-out diagnostic set
+    drawn from the data module (tests pass one built from their own rows)."""
     device = setup_runtime(config)
     model, tokenizer, state = load_cts_start(config)
     model.to(device)
     source = source or mixture_source(tokenizer, config)
     assert source.ids == SpecialIds.from_tokenizer(tokenizer), "batch source and model disagree on ids"
+    monitor = None
+    if config.diagnostics_every > 0:
+        monitor = cts_monitor(model, diagnostics or heldout_set(tokenizer, config), config, device)
 
     def save_checkpoint(directory: Path) -> None:
         if config.full:
@@ -82,7 +100,9 @@ def run_cts(config: CTSConfig, source: BatchSource | None = None, show_progress:
             save_adapter(model, directory / ADAPTER_DIR)
 
     trainer = Trainer(model, config, cts_loss_fn(model, source, config, device), save_checkpoint,
-                      device, state, show_progress)
+                      device, state, show_progress, monitor)
     trainer.run()
-    save_final(model, tokenizer, config)
+    out = save_final(model, tokenizer, config)
+    if monitor is not None:
+        (out / DIAGNOSTICS_FILE).write_text(json.dumps(trainer.diagnose(), indent=2))
     return trainer

@@ -18,7 +18,10 @@ from tqdm.auto import tqdm
 from .checkpoint import checkpoint_dir, prune_checkpoints, save_trainer_state
 from .config import TrainConfig
 from .optim import LRSchedule, make_optimizer, set_lr
+from .stop_rule import StopRule
 from .threads import AdaptiveThreads
+
+DIAGNOSTICS_FILE = "diagnostics.json"
 
 
 @dataclass
@@ -29,6 +32,18 @@ class StepOutput:
     loss: torch.Tensor
     tokens: int
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Monitor:
+    """Diagnostics measured while training: at the start, every `every` steps and with every
+    checkpoint (as `diagnostics.json` in it), appended to `out/diagnostics.jsonl` and printed
+    with the progress output. The run ends early once `rule` holds."""
+
+    measure: Callable[[], dict]
+    every: int
+    rule: StopRule = field(default_factory=lambda: StopRule(()))
+    describe: Callable[[int, dict], str] = lambda step, d: f"diagnostics @ step {step}: {d}"
 
 
 def setup_runtime(config: TrainConfig) -> torch.device:
@@ -69,6 +84,7 @@ class Trainer:
         device: torch.device,
         resume_state: dict | None = None,
         show_progress: bool = True,
+        monitor: Monitor | None = None,
     ):
         self.model, self.config, self.loss_fn, self.save_model = model, config, loss_fn, save_model
         self.device, self.show_progress = device, show_progress
@@ -82,6 +98,9 @@ class Trainer:
             self.step, self.elapsed_s = resume_state["step"], resume_state.get("elapsed_s", 0.0)
         self.history: list[dict] = []
         self.threads = AdaptiveThreads() if config.threads == 0 and device.type == "cpu" else None
+        self.monitor = monitor
+        self.diagnostics: tuple[int, dict] | None = None  # (step, values) of the latest measurement
+        self.stopped_by_rule = False
 
     def train_step(self, step: int) -> dict[str, float]:
         self.model.train()
@@ -100,13 +119,33 @@ class Trainer:
         directory = checkpoint_dir(self.config.out, self.step)
         directory.mkdir(parents=True, exist_ok=True)
         self.save_model(directory)
+        if self.monitor is not None:
+            (directory / DIAGNOSTICS_FILE).write_text(json.dumps(self.diagnose(), indent=2))
         save_trainer_state(directory, self.step, self.elapsed_s, self.optimizer, self.config.to_dict(), metrics)
         prune_checkpoints(self.config.out, self.config.keep_checkpoints)
         return directory
 
+    def diagnose(self, bar=None) -> dict:
+        """The monitor's diagnostics at the current step (measured once per step), logged,
+        printed, and checked against the stop rule."""
+        if self.diagnostics is not None and self.diagnostics[0] == self.step:
+            return self.diagnostics[1]
+        values = {"step": self.step, **self.monitor.measure()}
+        self.diagnostics = (self.step, values)
+        with (Path(self.config.out) / "diagnostics.jsonl").open("a") as f:
+            f.write(json.dumps(values) + "\n")
+        line = self.monitor.describe(self.step, values)
+        if self.monitor.rule.met(values):
+            self.stopped_by_rule = True
+            line += f"  -> stop rule {self.monitor.rule} met"
+        if self.show_progress:
+            (bar.write if bar is not None else print)(line)
+        return values
+
     def _finished(self) -> bool:
         stop = self.config.stop_at_step
-        return self.schedule.finished(self.step, self.elapsed_s) or (stop > 0 and self.step >= stop)
+        return (self.stopped_by_rule or self.schedule.finished(self.step, self.elapsed_s)
+                or (stop > 0 and self.step >= stop))
 
     def run(self) -> list[dict]:
         """Train from the current step until the step count or the time budget is reached."""
@@ -117,6 +156,8 @@ class Trainer:
         bar = tqdm(initial=self.step, total=cfg.steps, disable=not self.show_progress,
                    dynamic_ncols=True, mininterval=2.0)
         ema, tokens, run_s = math.nan, 0, 0.0
+        if self.monitor is not None:
+            self.diagnose(bar)
         try:
             while not self._finished():
                 t0 = time.perf_counter()
@@ -132,6 +173,8 @@ class Trainer:
                 self.history.append(m)
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{m['tokens_per_s']:.0f}", lr=f"{m['lr']:.1e}")
+                if self.monitor is not None and self.monitor.every and self.step % self.monitor.every == 0:
+                    self.diagnose(bar)
                 done = self._finished()
                 if self.step % 10 == 0 or done:
                     log.write(json.dumps(m) + "\n")

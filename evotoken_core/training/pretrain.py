@@ -12,7 +12,7 @@ from pathlib import Path
 from evotoken_core.model.config import LLaDAConfig
 from evotoken_core.model.modeling import LLaDAModelLM
 
-from .checkpoint import load_trainer_state, resolve_resume, save_llada
+from .checkpoint import load_float32, load_trainer_state, resolve_resume, save_llada
 from .config import PretrainConfig
 from .diffusion import add_mask_noise, diffusion_loss, masked_accuracy
 from .encoding import SpecialIds
@@ -43,11 +43,11 @@ def load_start(config: PretrainConfig, tokenizer=None) -> tuple[LLaDAModelLM, ob
 
     if config.resume:
         path = resolve_resume(config.resume)
-        return (LLaDAModelLM.from_pretrained(path), AutoTokenizer.from_pretrained(path),
+        return (load_float32(path), AutoTokenizer.from_pretrained(path),
                 load_trainer_state(path))
     if config.init:
         tok = tokenizer or AutoTokenizer.from_pretrained(config.init)
-        return LLaDAModelLM.from_pretrained(config.init), tok, None
+        return load_float32(config.init), tok, None
     if tokenizer is None:
         from evotoken_core.data import build_demo_tokenizer
 

@@ -1,0 +1,73 @@
+"""CTS trains a LoRA by default (the published r 128 / alpha 256 / dropout 0.05 on q_proj,
+k_proj, v_proj) and writes both a merged model and the adapter; loaded through the project's
+loader, with and without `lora=`, they are the same model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from evotoken_core.decoding import DecodeRequest, DecodeSettings
+from evotoken_core.engine import Engine
+from evotoken_core.model import load_model
+from evotoken_core.training.config import CTSConfig
+from evotoken_core.training.cts_train import run_cts
+from evotoken_core.training.source import fixed_source
+from tests.test_training import EXAMPLES
+
+
+def test_lora_is_the_default_with_the_published_settings():
+    cfg = CTSConfig(base="m")
+    assert not cfg.full
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets) == (128, 256, 0.05, "q_proj,k_proj,v_proj")
+    assert cfg.block_prefix_share == 0.0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_checkpoint, tiny_tokenizer):
+    out = tmp_path_factory.mktemp("cts_lora") / "run"
+    cfg = CTSConfig(base=str(tiny_checkpoint), out=str(out), steps=3, batch_size=4, answer_length=32,
+                    block_lengths="8,16", unmask_counts="1,2", warmup_steps=1, lr=2e-2, threads=1, bf16=False,
+                    lora_r=8, lora_alpha=16, lora_dropout=0.1, lora_targets="q_proj,v_proj", diagnostics_every=0)
+    run_cts(cfg, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)
+    return Path(cfg.out)
+
+
+def test_the_adapter_records_the_flags(trained):
+    config = json.loads((trained / "adapter" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (8, 16, 0.1)
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
+    assert config["task_type"] == "CAUSAL_LM"
+
+
+def test_merged_model_and_adapter_give_the_same_logits_in_float64(trained, tiny_checkpoint, tiny_tokenizer):
+    merged = load_model(trained, dtype="float64", device="cpu").model
+    adapted = load_model(tiny_checkpoint, dtype="float64", device="cpu", lora=trained / "adapter").model
+    base = load_model(tiny_checkpoint, dtype="float64", device="cpu").model
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, len(tiny_tokenizer), (3, 40), generator=g)
+    ids[:, 20:] = tiny_tokenizer.mask_token_id
+    with torch.no_grad():
+        a, b, c = merged(input_ids=ids).logits, adapted(input_ids=ids).logits, base(input_ids=ids).logits
+    # the merged weights are stored in float32: agreement to float32 rounding
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert (a - c).abs().max() > 1e-2  # and the adapter did change the model
+
+
+@pytest.mark.parametrize("decoding", ["hard_mask", "evotoken"])
+def test_merged_model_and_adapter_decode_the_same_tokens(trained, tiny_checkpoint, tiny_tokenizer, decoding):
+    settings = DecodeSettings(gen_length=16, block_length=8, steps=8, temperature=0.0, decoding=decoding,
+                              early_end=False)
+    prompt = tiny_tokenizer("What is 12 + 30?", add_special_tokens=False)["input_ids"]
+
+    def decode(loaded):
+        engine = Engine(loaded, max_batch_size=1)
+        final = [r for r in engine.stream([DecodeRequest("x", prompt, settings)]) if r.finished][-1]
+        return final.gen_ids.tolist()
+
+    merged = decode(load_model(trained, dtype="float64", device="cpu"))
+    adapted = decode(load_model(tiny_checkpoint, dtype="float64", device="cpu", lora=trained / "adapter"))
+    assert merged == adapted and len(merged) == 16
