@@ -5,6 +5,7 @@
 #                                          #   split split_suffix split_suffix2 split_suffix3 cts ship eval
 #   scripts/train_demo_model.sh pretrain   # one stage
 #   scripts/train_demo_model.sh digits     # an experiment (digits | pretrain3)
+#   scripts/train_demo_model.sh phrased    # the next phase, not in `all` yet (see the stage)
 #
 # Pretraining has six phases, each continued from the previous one's final weights:
 #   pretrain       formats, copying and the times tables on bare `a + b = c.` traces (arith_direct);
@@ -109,6 +110,37 @@ if [[ $stage == split_suffix3 || $stage == all ]]; then
     split_suffix_phase "$RUNS/pretrain_split_suffix2" "$RUNS/pretrain_split_suffix3" 8 2e-4 "${SPLIT_SUFFIX3_MIN:-110}"
 fi
 
+if [[ $stage == phrased ]]; then
+    # Everyday phrasings: the shipped pretrain-only model continued on the old mixture plus the
+    # same skills asked as people ask them (tasks phrased and phrased_demo of data.phrasings:
+    # bare sums, free word problems, sorting and reversing in other words, a short honest reply
+    # to chat), the bare question as the user turn, so that the chat template's instruction
+    # line is learned the way the server sends it. The shipped weights are float16 and the
+    # trainer keeps the dtype it loads, so they are first copied to float32. BF16=0 trains in
+    # float32 (for a CPU without fast bfloat16, where autocast is tens of times slower).
+    init=${PHRASED_INIT:-evotoken_core/assets/default_model/pretrain_only}
+    precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
+    if [[ ! -f $RUNS/phrased_init/config.json ]]; then
+        $PY - "$init" "$RUNS/phrased_init" <<'PY'
+import sys
+
+import torch
+from transformers import AutoTokenizer
+
+from evotoken_core.model.modeling import LLaDAModelLM
+from evotoken_core.training.checkpoint import save_llada
+
+source, dest = sys.argv[1:]
+save_llada(LLaDAModelLM.from_pretrained(source, dtype=torch.float32), AutoTokenizer.from_pretrained(source), dest)
+PY
+    fi
+    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" "${precision[@]}" --suffix-mask-share 0.5 \
+        --init "$RUNS/phrased_init" --out "$RUNS/pretrain_phrased" --seed 9 --lr "${PHRASED_LR:-2e-4}" \
+        --steps 30000 --time-budget-min "${PHRASED_MIN:-90}" --answer-length 48 \
+        --tasks "${PHRASED_TASKS:-arith_split:0.4,countdown:0.1,demo:0.1,phrased:0.25,phrased_demo:0.15}" \
+        $(resume_flag "$RUNS/pretrain_phrased")
+fi
+
 # Experiments of the model card, not part of `all`.
 
 if [[ $stage == digits ]]; then
@@ -137,22 +169,28 @@ if [[ $stage == pretrain3 ]]; then
 fi
 
 if [[ $stage == cts || $stage == all ]]; then
-    # Continuous trajectory supervision on the pretrained model, with the decoder's own
-    # soft-state code: K=4 unrolled steps, 1/2/4/8 tokens filled per step, k_soft 3,
-    # alpha ~ U[0.5, 1.0], blocks of 8/16/32 tokens, on split traces like the last phase; in
-    # half of the rows the block's unmasked positions are a prefix of it. The earlier models'
-    # CTS ran at CTS_LR=3e-4 CTS_PREFIX_SHARE=0 CTS_ANSWER_LENGTH=40 (or 56 for digits)
-    # CTS_TASKS=arith:0.7,countdown:0.15,demo:0.15 (model card, "How the recipe was found").
-    $PY -m evotoken_core.training.cli cts \
+    # Continuous trajectory supervision as the published trainer does it: LoRA r128/alpha256/
+    # dropout 0.05 on q_proj,k_proj,v_proj, K=4 unrolled steps, 1/2/4/8 tokens filled per step
+    # (only counts with 4u < L), n_keep ~ U[0, L-4u] random kept positions, k_soft 3,
+    # alpha ~ U[0.5, 1.0], blocks of 8/16/32/48 (48: the whole answer), the decoder's own
+    # soft-state code, on split traces like the last phase. Diagnostics every 50 steps on a
+    # held-out batch; CTS_STOP_WHEN (e.g. self_copy>=0.99,kept_ce<=0.05) ends the run on them.
+    # BF16=0 trains in float32 (a CPU without AVX-512, where autocast is ~15x slower). The
+    # shipped CTS model predates this recipe: a full fine-tune (--full), lr 3e-5, batch 24,
+    # blocks 8/16/32, --block-prefix-share 0.5, 10 minutes (model card).
+    precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
+    $PY -m evotoken_core.training.cli cts "${precision[@]}" \
         --base "${CTS_BASE:-$RUNS/pretrain_split_suffix3}" --out "${CTS_OUT:-$RUNS/cts}" --seed 1 --threads "$THREADS" \
-        --batch-size 24 --lr "${CTS_LR:-3e-5}" --warmup-steps 20 --min-lr-ratio 0.1 \
-        --steps "${CTS_STEPS:-10000}" --time-budget-min "$CTS_MIN" \
+        --batch-size "${CTS_BATCH:-8}" --lr "${CTS_LR:-1e-4}" --warmup-steps 20 --min-lr-ratio 0.1 \
+        --steps "${CTS_STEPS:-100000}" --time-budget-min "$CTS_MIN" \
         --answer-length "${CTS_ANSWER_LENGTH:-48}" --pad-weight 0.1 \
         --tasks "${CTS_TASKS:-arith_split:0.7,countdown:0.15,demo:0.15}" \
         --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
         --unroll-steps 4 --unmask-counts "${CTS_UNMASK:-1,2,4,8}" --k-soft 3 --alpha-min 0.5 --alpha-max 1.0 \
-        --block-lengths "${CTS_BLOCKS:-8,16,32}" --block-prefix-share "${CTS_PREFIX_SHARE:-0.5}" --full \
-        --checkpoint-every 200 --keep-checkpoints 2 \
+        --block-lengths "${CTS_BLOCKS:-8,16,32,48}" --block-prefix-share "${CTS_PREFIX_SHARE:-0}" \
+        --lora-r 128 --lora-alpha 256 --lora-dropout 0.05 --lora-targets q_proj,k_proj,v_proj \
+        --diagnostics-every 50 --stop-when "${CTS_STOP_WHEN:-}" \
+        --checkpoint-every 100 --keep-checkpoints 3 \
         $(resume_flag "${CTS_OUT:-$RUNS/cts}")
 fi
 

@@ -69,9 +69,8 @@ def test_every_kind_holds_out_whole_templates_that_training_never_uses():
     held_texts = [(kind, text) for kind in phrasings.KINDS for t in phrasings.templates(kind, "test")
                   for text in template_texts(kind, t)]
     rng = random.Random(5)
-    for _ in range(4000):
-        ex = phrasings.sample_example(rng)
-        assert ex.task == "phrased"
+    for i in range(4000):
+        ex = phrasings.sample_example(rng, task=("phrased", "phrased_demo")[i % 2])
         assert not any(matches(text, ex.prompt) for _, text in held_texts), ex.prompt
     for kind in phrasings.KINDS:  # and the test split comes only from them
         for item in items(kind, "test", 5):
@@ -102,7 +101,7 @@ def test_the_newcomer_questions_are_never_training_items():
     newcomer = phrasings.newcomer_questions()
     assert len(newcomer) == 60
     rng = random.Random(11)
-    seen = {phrasings.sample_example(rng).prompt for _ in range(20000)}
+    seen = {phrasings.sample_example(rng, task=task).prompt for task in phrasings.TASK_KINDS for _ in range(10000)}
     assert not seen & newcomer
     # and the generator does produce such wordings, so the exclusion is what keeps them out
     assert any(matches("Sort {list}.", q) for q in newcomer)
@@ -118,10 +117,22 @@ def test_held_out_rows_are_scored_right_by_the_newcomer_scorer():
             assert not score_newcomer(phrasings.NEWCOMER_KIND[kind], item.answer, item.gold + "1"), item
 
 
-def test_the_mixture_draws_phrased_items_at_every_level():
+@pytest.mark.parametrize(("task", "level", "kinds"), [
+    ("phrased", 1, {"bare", "story"}), ("phrased", 2, {"story"}),
+    ("phrased_demo", 0, {"chat"}), ("phrased_demo", 1, {"sort", "reverse"}),
+])
+def test_the_mixture_draws_each_phrased_task_at_its_levels(task, level, kinds):
     rng = random.Random(2)
-    for level in (0, 1, 2):
-        examples = [sample_train_example(rng, {level: 1}, {"phrased": 1}) for _ in range(50)]
-        assert {(ex.task, ex.level) for ex in examples} == {("phrased", level)}
-    mixed = [sample_train_example(rng, None, {"arith_split": 1, "phrased": 1}) for _ in range(400)]
-    assert {ex.task for ex in mixed} == {"arith", "phrased"}
+    examples = [sample_train_example(rng, {level: 1}, {task: 1}) for _ in range(200)]
+    assert {(ex.task, ex.level) for ex in examples} == {(task, level)}
+    seen = set()
+    for ex in examples:
+        has_line = "\\boxed" in ex.answer
+        seen.add("chat" if ex.answer == phrasings.CHAT_REPLY else "reverse" if "<answer>" in ex.answer and not has_line
+                 else "sort" if not has_line else "arith")
+    assert seen == ({"arith"} if task == "phrased" else kinds)
+
+
+def test_a_level_a_task_does_not_have_is_refused():
+    with pytest.raises(ValueError, match="phrased_demo has no items at level 2"):
+        phrasings.sample_example(random.Random(0), 2, "phrased_demo")

@@ -19,9 +19,10 @@ DEFAULT_TASK_WEIGHTS = {"arith": 0.6, "countdown": 0.25, "demo": 0.15}
 DEFAULT_LEVEL_WEIGHTS = {0: 0.2, 1: 0.3, 2: 0.5}
 # The same arithmetic problems under three trace styles (see data.arithmetic.render_step).
 ARITH_STYLES = {"arith": "place_value", "arith_direct": "direct", "arith_split": "split"}
-# "phrased": the same skills in everyday wordings, the bare question as the user turn.
+# The same skills in everyday wordings, the bare question as the user turn (data.phrasings):
+# "phrased" the arithmetic, "phrased_demo" sorting, reversing and out-of-scope chat.
 TASK_LEVELS = {**{task: (0, 1, 2) for task in ARITH_STYLES}, "countdown": (1, 2), "demo": (0, 1),
-               "phrased": (0, 1, 2)}
+               "phrased": (1, 2), "phrased_demo": (0, 1)}
 TEST_TASKS = ("arith", "countdown", "demo")
 
 
@@ -51,8 +52,8 @@ def sample_train_example(
         return arithmetic.sample_example(rng, level, style=ARITH_STYLES[task])
     if task == "countdown":
         return countdown.sample_example(rng, level)
-    if task == "phrased":
-        return phrasings.sample_example(rng, level)
+    if task in phrasings.TASK_KINDS:
+        return phrasings.sample_example(rng, level, task)
     return demo_tasks.sample_example(rng, level)
 
 

@@ -172,14 +172,24 @@ def sample(rng: random.Random, kind: str, split: str = "train", level: int | Non
     raise ValueError(f"no {kind} phrasing at level {level}")
 
 
-LEVEL_KINDS = {COPY: ("chat",), ONE_STEP: ("bare", "story", "sort", "reverse"), TWO_STEPS: ("story",)}
+# The mixture's two tasks, so a run weighs arithmetic and the rest separately; by level:
+# chat is recall (0), a sort, a reversal, a bare sum or a one-step story one step (1), a
+# two-step story two (2).
+TASK_KINDS = {
+    "phrased": {ONE_STEP: ("bare", "story"), TWO_STEPS: ("story",)},
+    "phrased_demo": {COPY: ("chat",), ONE_STEP: ("sort", "reverse")},
+}
 
 
-def sample_example(rng: random.Random, level: int | None = None) -> TrainExample:
-    """A training example; the prompt is the bare question (the chat template adds the line)."""
-    level = rng.choice(sorted(LEVEL_KINDS)) if level is None else level
-    item = sample(rng, rng.choice(LEVEL_KINDS[level]), "train", level)
-    return TrainExample(item.question, item.answer, "phrased", item.level)
+def sample_example(rng: random.Random, level: int | None = None, task: str = "phrased") -> TrainExample:
+    """A training example of `task`; the prompt is the bare question, as a user types it (the
+    chat template adds the instruction line)."""
+    by_level = TASK_KINDS[task]
+    level = rng.choice(sorted(by_level)) if level is None else level
+    if level not in by_level:
+        raise ValueError(f"{task} has no items at level {level}")
+    item = sample(rng, rng.choice(by_level[level]), "train", level)
+    return TrainExample(item.question, item.answer, task, item.level)
 
 
 def make_test_set(n: int, seed: int = 1234) -> list[dict]:
