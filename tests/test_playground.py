@@ -105,6 +105,14 @@ def server(tiny_checkpoint):
 
 
 @pytest.fixture(scope="module")
+def demo_server():
+    """The embedded demo model at its own recommended decoding: real answers, real padding."""
+    live = LiveServer(Settings(served_model_name="evotoken", threads=1))
+    yield live
+    live.close()
+
+
+@pytest.fixture(scope="module")
 def keyed_server(tiny_checkpoint):
     live = LiveServer(_settings(tiny_checkpoint, api_key=[API_KEY]))
     yield live
@@ -330,4 +338,62 @@ def test_a_missing_or_wrong_api_key_shows_the_api_error(browser, keyed_server):
     page.wait_for_selector("body[data-defaults=loaded]")
     assert page.is_hidden("#page-message")
     assert page.evaluate("Object.values({...localStorage})") == [API_KEY]
+    page.close()
+
+
+def test_the_example_menu_fills_the_prompt_and_the_first_example_is_prefilled(page):
+    examples = page.evaluate("() => [...document.querySelectorAll('.example')].map((b) => [b.textContent, b.dataset.prompt])")
+    assert [label for label, _ in examples] == ["Sum", "Word problem", "Sort", "Reverse", "Countdown"]
+    assert page.input_value("#prompt") == examples[0][1]
+    assert page.get_attribute(".example >> nth=0", "aria-pressed") == "true"
+    page.check("input[name=mode][value=completion]")
+    for i, (label, prompt) in enumerate(examples):
+        page.click(f".example >> nth={i}")
+        assert page.input_value("#prompt") == prompt
+        assert page.is_checked("input[name=mode][value=chat]"), "examples are chat messages"
+        pressed = page.evaluate("() => [...document.querySelectorAll('.example')].map((b) => b.getAttribute('aria-pressed'))")
+        assert pressed == ["true" if j == i else "false" for j in range(len(examples))], label
+    page.fill("#prompt", "something else")
+    assert page.locator('.example[aria-pressed="true"]').count() == 0
+    assert page.errors == []
+
+
+def test_the_padding_after_the_answer_is_drawn_as_one_marked_cell(browser, demo_server):
+    page = Page(browser, demo_server.url)
+    page.wait_for_selector("body[data-defaults=loaded]")
+    assert page.input_value("#max_tokens") == "48"  # the demo model's recommended canvas
+    page.click("#run")  # the prefilled example
+    page.wait_for_run("evotoken", "done")
+    assert "\\boxed{59}" in page.text_content(".panel .answer")
+
+    panel = '.panel[data-decoding="evotoken"]'
+    tail = page.locator(f"{panel} .cell.tail")
+    assert tail.count() == 1
+    count = int(tail.locator(".tok").get_attribute("data-count"))
+    start = int(tail.get_attribute("data-pos"))
+    assert count >= 10 and start + count == 48
+    assert tail.locator(".tok").inner_text() == "<|endoftext|>" and "\u00d7" in tail.evaluate(
+        "(c) => getComputedStyle(c.firstChild, '::after').content")
+    hidden = page.locator(f"{panel} .cell.tail-hidden")
+    assert hidden.count() == count - 1
+    assert page.evaluate(f"() => [...document.querySelectorAll('{panel} .cell.tail-hidden')]"
+                         ".every((c) => c.offsetParent === null && c.dataset.state === 'final')")
+    assert page.locator(f"{panel} .cell:visible").count() == 48 - count + 1
+    # every position still came in the stream and changed state in the page
+    states = page.evaluate("window.__cellStates")
+    assert sorted(int(k.split(":")[1]) for k in states if k.startswith("evotoken:")) == list(range(48))
+
+    tail.dispatch_event("mouseover")
+    assert page.inner_text(f"{panel} .inspector").startswith(f"Positions {start}\u201347 ({count} cells shown as one): final")
+    page.focus(f"{panel} .canvas")
+    page.keyboard.press("End")
+    assert page.inner_text(f"{panel} .inspector").startswith(f"Positions {start}\u2013")
+
+    page.focus("#scrubber")
+    page.keyboard.press("Home")  # the first step: nothing has ended yet
+    assert page.locator(f"{panel} .cell.tail").count() == 0
+    assert page.locator(f"{panel} .cell.tail-hidden").count() == 0
+    page.keyboard.press("End")
+    assert page.locator(f"{panel} .cell.tail").count() == 1
+    assert page.errors == []
     page.close()

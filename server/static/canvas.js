@@ -11,6 +11,10 @@ const MAX_BARS = 5;
 const revised = (before, now) => Boolean(before) && before.state === 'decoded'
   && (now.state === 'decoded' || now.state === 'final') && before.id !== now.id;
 
+// A special token (`<|endoftext|>`, `<|eot_id|>`): the answer's end and the padding after it.
+const settled = (t) => Boolean(t) && (t.state === 'decoded' || t.state === 'final');
+const isSpecial = (t) => settled(t) && /^<\|.*\|>$/.test(t.text);
+
 export class Panel {
   constructor(decoding, body) {
     this.decoding = decoding;
@@ -26,6 +30,7 @@ export class Panel {
     this.cursor = null;    // position the inspector describes
     this.revisions = 0;
     this.replaying = false;  // true once the scrubber drives the canvas
+    this.tail = null;        // {start, count}: the collapsed run of padding, when there is one
     this.buildCells(body.max_tokens, body.block_length);
     this.canvas.addEventListener('mouseover', (e) => {
       const cell = e.target.closest('.cell');
@@ -86,6 +91,7 @@ export class Panel {
       const cell = this.cells[token.pos];
       if (cell) this.paint(cell, token, before[token.pos]);
     }
+    this.collapseTail(rec);
     this.shown = index;
     const total = this.body.steps;
     this.figure('step', `${rec.step + 1} / ${total}`);
@@ -120,6 +126,26 @@ export class Panel {
     }
   }
 
+  // Once an answer has ended, the rest of the canvas is one special token repeated (end-of-text
+  // padding): that run is drawn as its first cell, marked with its length, and the rest are
+  // hidden. Only the drawing changes; every position is still in the stream and in the replay.
+  collapseTail(rec) {
+    if (this.tail) {
+      for (const cell of this.cells.slice(this.tail.start)) cell.classList.remove('tail', 'tail-hidden');
+      this.tail = null;
+    }
+    const n = this.cells.length;
+    const last = rec.byPos[n - 1];
+    if (!isSpecial(last)) return;
+    let start = n - 1;
+    while (start > 0 && settled(rec.byPos[start - 1]) && rec.byPos[start - 1].id === last.id) start--;
+    if (n - start < 2) return;
+    this.tail = {start, count: n - start};
+    this.cells[start].classList.add('tail');
+    this.cells[start].firstChild.dataset.count = String(n - start);
+    for (const cell of this.cells.slice(start + 1)) cell.classList.add('tail-hidden');
+  }
+
   // The soft token's mix, as the next step's input gets it: candidate weights, then the mask's.
   paintBars(bars, weights, mask) {
     const wanted = Math.min(weights.length, MAX_BARS) + 1;
@@ -139,7 +165,9 @@ export class Panel {
     const rec = this.steps[this.shown];
     const token = rec && rec.byPos[pos];
     if (!token) { this.inspector.textContent = `Position ${pos}: masked, not reached yet.`; return; }
-    const parts = [`Position ${pos}: ${token.state}`];
+    const run = this.tail && pos === this.tail.start
+      ? `Positions ${pos}\u2013${pos + this.tail.count - 1} (${this.tail.count} cells shown as one)` : `Position ${pos}`;
+    const parts = [`${run}: ${token.state}`];
     if (token.state === 'decoded' || token.state === 'final') {
       parts.push(`\u201c${visible(token.text)}\u201d`);
       if (token.conf !== null && token.conf !== undefined) parts.push(`confidence ${percent(token.conf)}`);
@@ -153,14 +181,15 @@ export class Panel {
 
   onKey(e) {
     const top = this.cells[0].offsetTop;
-    const firstOfRow2 = this.cells.findIndex((c) => c.offsetTop !== top);
+    const firstOfRow2 = this.cells.findIndex((c) => c.offsetParent !== null && c.offsetTop !== top);
     const perRow = firstOfRow2 > 0 ? firstOfRow2 : this.cells.length;
+    const lastShown = this.tail ? this.tail.start : this.cells.length - 1;  // hidden cells are skipped
     const moves = {ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow,
       Home: -Infinity, End: Infinity};
     if (!(e.key in moves)) return;
     e.preventDefault();
     const from = this.cursor === null ? 0 : this.cursor;
-    const to = Math.min(this.cells.length - 1, Math.max(0, from + moves[e.key]));
+    const to = Math.min(lastShown, Math.max(0, from + moves[e.key]));
     this.inspect(to, true);
     this.cells[to].scrollIntoView({block: 'nearest'});
   }

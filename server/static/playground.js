@@ -249,6 +249,20 @@ form.elements.steps.addEventListener('input', () => { stepsTouched = true; });
 form.elements.max_tokens.addEventListener('input', followSteps);
 form.elements.block_length.addEventListener('input', followSteps);
 $('#reset-defaults').addEventListener('click', fillDefaults);
+// The example menu: a click puts its prompt in the box (as a chat message) and marks it.
+const exampleButtons = [...document.querySelectorAll('.example')];
+const markExample = () => {
+  for (const b of exampleButtons) b.setAttribute('aria-pressed', String(b.dataset.prompt === form.elements.prompt.value));
+};
+for (const button of exampleButtons) {
+  button.addEventListener('click', () => {
+    form.elements.prompt.value = button.dataset.prompt;
+    form.elements.mode.value = 'chat';
+    markExample();
+    form.elements.prompt.focus();
+  });
+}
+form.elements.prompt.addEventListener('input', markExample);
 keyInput.addEventListener('change', () => { storeKey(); loadDefaults(); });
 rememberKey.addEventListener('change', storeKey);
 form.elements.prompt.addEventListener('keydown', (e) => {
