@@ -2,7 +2,7 @@
 
 `Engine.step()` is the one place decoding happens. It admits waiting requests, drops
 cancelled ones, runs one forward pass over the whole batch (each row with its own prompt,
-canvas, block schedule and settings), applies the rules of `decoding.rules`, and returns a
+canvas, block schedule and settings), applies the rule of `decoding.step`, and returns a
 `StepRecord` per request. `Engine.stream()` is the decode generator built on it; the CLI,
 the evaluation harness and the server worker all consume those records.
 """
@@ -19,9 +19,9 @@ import torch
 
 from .decoding.batch import BatchState
 from .decoding.records import DecodeRequest, StepRecord, TokenState
-from .decoding.rules import build_soft_state, compute_dtype, gumbel_argmax, prepare_logits, unmask_selection
-from .decoding.schedule import transfer_count_at
+from .decoding.rules import compute_dtype
 from .decoding.settings import SettingsError
+from .decoding.step import BlockWindow, SpecialIds, StepOutcome, block_window, refine
 from .model.loading import LoadedModel
 from .runner import ModelRunner
 from .scheduler import Scheduler
@@ -50,9 +50,10 @@ class Engine:
         self.mask_id = loaded.mask_id
         self.vocab_size = loaded.config.vocab_size
         self.max_length = loaded.config.max_sequence_length
-        self.end_ids = torch.tensor(loaded.end_ids or [loaded.config.eos_token_id], device=loaded.device)
         eos = loaded.config.eos_token_id
-        self.fill_id = int(eos[0] if isinstance(eos, (list, tuple)) else eos)
+        self.ids = SpecialIds(mask=self.mask_id,
+                              ends=torch.tensor(loaded.end_ids or [eos], device=loaded.device),
+                              fill=int(eos[0] if isinstance(eos, (list, tuple)) else eos))
         cfg = loaded.config
         self.batch = BatchState(loaded.device, compute_dtype(loaded.dtype), self.mask_id,
                                 kv_shape=(cfg.n_layers, cfg.n_kv_heads, cfg.d_model // cfg.n_heads),
@@ -113,6 +114,7 @@ class Engine:
             yield from self.step()
 
     def step(self) -> list[StepRecord]:
+        """Admit waiting requests, run the model, apply the decoding rule, emit a record per row."""
         records = self._admit()
         if not self.batch.rows:
             return records
@@ -121,7 +123,13 @@ class Engine:
         try:
             if self.fault_hook is not None:
                 self.fault_hook([r.request.request_id for r in rows])
-            records += self._advance()
+            t0 = time.perf_counter()
+            window, region, logits = self._run_model()
+            t1 = time.perf_counter()  # the model forward ends with its output head
+            outcome = self._apply_rule(window, region, logits)
+            records += self._emit(outcome)
+            self.stats.forward_s += t1 - t0
+            self.stats.decode_s += time.perf_counter() - t1
             self.scheduler.stepped()
         except Exception as error:  # narrow the failure down to its rows; the engine stays usable
             for generator, state in rng:  # a retried step draws the same noise
@@ -166,7 +174,7 @@ class Engine:
         G = request.settings.gen_length
         if index is not None:
             ids = self.batch.gen_ids[index, :G].cpu()
-            nfe = int(self.batch.nfe[index])
+            nfe = int(self.batch.t.nfe[index])
         else:
             ids, nfe = torch.full((G,), self.mask_id, dtype=torch.long), 0
         return StepRecord(request.request_id, -1, -1, nfe, ids, torch.zeros(G, dtype=torch.int8), 0, 0, 0,
@@ -186,104 +194,29 @@ class Engine:
         self.batch.add(joining)
         return records
 
-    def _advance(self) -> list[StepRecord]:
-        b, t0 = self.batch, time.perf_counter()
-        t, rows, G, dev = b.t, b.rows, b.G, b.device
-        settings = [r.request.settings for r in rows]
-        any_evo = any(s.evotoken for s in settings)
+    def _run_model(self):
+        """The forward pass over every row's region, and the output head on it."""
+        b = self.batch
+        window = block_window(b.t, b.window, b.G)
+        region = self.runner.run(b, window)
+        return window, region, self.model.logits(region.hidden)
 
-        # 1. the forward pass, and logits only where this step needs them
-        region = self.runner.run(b, rows, settings)
-        logits = self.model.logits(region.hidden)
-        t1 = time.perf_counter()  # the model forward ends with its output head
-        logits_r = prepare_logits(logits, self.mask_id)                         # (B, N, V)
-        lse_r = logits_r.logsumexp(-1)
-        V = logits_r.shape[-1]
-        logits_b = logits_r.gather(1, region.block_index[..., None].expand(-1, -1, V))  # (B, W, V)
-        lse_b = lse_r.gather(1, region.block_index)
-        W = logits_b.shape[1]
-        block_len = t["block_len"]
-        bs = t["block"] * block_len                                            # (B,) block start
-        blk_cols = (bs[:, None] + torch.arange(W, device=dev)).clamp(max=G - 1)  # (B, W)
-        valid_b = torch.arange(W, device=dev) < block_len[:, None]
+    def _apply_rule(self, window: BlockWindow, region, logits: torch.Tensor) -> StepOutcome:
+        rows = self.batch.rows
+        samplers = [(i, r.settings, r.generator) for i, r in enumerate(rows) if r.generator is not None]
+        return refine(self.batch.t, self.batch.gen_ids, region, logits, window, samplers, self.ids, self.batch.K,
+                      any_evotoken=any(r.settings.evotoken for r in rows),
+                      any_min_tokens=any(r.settings.min_tokens > 0 for r in rows),
+                      want_detail=any(r.request.want_steps for r in rows))
 
-        # 2-3. candidates x0 and their confidence
-        x0 = logits_b.argmax(-1)
-        for i, (row, s) in enumerate(zip(rows, settings)):
-            if s.temperature > 0:
-                x0[i, : s.block_length] = gumbel_argmax(logits_b[i, : s.block_length], s.temperature, row.generator)
-        conf = (logits_b.gather(-1, x0[..., None])[..., 0] - lse_b).exp()
-        for i, (row, s) in enumerate(zip(rows, settings)):
-            if s.remasking == "random":
-                conf[i, : s.block_length] = torch.rand(s.block_length, dtype=conf.dtype, device=dev,
-                                                       generator=row.generator)
-
-        # 4-6. unmask the scheduled / confident positions, revise decoded ones (EvoToken)
-        gen = b.gen_ids
-        ids_b = gen.gather(1, blk_cols)
-        masked_b = (ids_b == self.mask_id) & valid_b
-        count = transfer_count_at(block_len, t["steps_per_block"], t["step_in_block"])
-        update_b = unmask_selection(conf, masked_b, count, t["threshold"])
-        stored_b = t["conf"].gather(1, blk_cols)
-        update_b |= t["evotoken"][:, None] & valid_b & ~masked_b & (conf > stored_b)
-
-        cols = torch.arange(G, device=dev)
-        rel = cols - bs[:, None]
-        in_blk = (rel >= 0) & (rel < block_len[:, None])               # (B, G)
-        rel = rel.clamp(0, W - 1)
-        update = in_blk & update_b.gather(1, rel)
-        gen = torch.where(update, x0.gather(1, rel), gen)
-        # nothing in `t` changes until every result of the step exists (see _split_after_oom)
-        new = {"conf": torch.where(update, conf.gather(1, rel), t["conf"])}
-
-        # 7. the soft state for the next step, with this step's block boundaries
-        valid_g = cols < t["gen_len"][:, None]
-        masked_g = (gen == self.mask_id) & valid_g
-        lift = region.lifter(G)                                          # region values -> (B, G)
-        state = None
-        if any_evo:
-            masked_r = masked_g.gather(1, region.cols) & region.valid
-            soft_r = region.valid & (region.cols >= bs[:, None]) & t["evotoken"][:, None]
-            state = build_soft_state(logits_r, lse_r, masked_r, soft_r, t["k_soft"], t["alpha"], b.K)
-            new["top_ids"] = lift(state.top_ids, t["top_ids"])
-            new["top_w"] = lift(state.top_w, t["top_w"])
-            new["cur_w"] = lift(state.cur_w, t["cur_w"])
-            new["soft_on"] = lift(soft_r, t["soft_on"])
-
-        # block bookkeeping, early end
-        block_done = ~(masked_g & in_blk).any(1)
-        ended = block_done & t["early_end"] & (torch.isin(gen, self.end_ids) & in_blk).any(1)
-        gen = torch.where(ended[:, None] & (cols >= (bs + block_len)[:, None]) & valid_g,
-                          torch.full_like(gen, self.fill_id), gen)
-        block_before = t["block"]
-        new["block"] = block_before + block_done.long()
-        new["step_in_block"] = torch.where(block_done, torch.zeros_like(block_done, dtype=torch.long),
-                                           t["step_in_block"] + 1)
-        new["nfe"] = t["nfe"] + 1
-        finished = ended | (new["block"] >= t["num_blocks"])
-        confirmed = torch.where(finished, t["gen_len"], new["block"] * block_len)
-        soft_g = new.get("soft_on", t["soft_on"]) & t["evotoken"][:, None]
-        states = torch.where(cols < confirmed[:, None], TokenState.FINAL,
-                             torch.where(masked_g, torch.where(soft_g, TokenState.SOFT, TokenState.MASKED),
-                                         TokenState.DECODED)).to(torch.int8)
-        detail = None
-        if any(r.request.want_steps for r in rows):
-            if state is None:
-                v, i = logits_r.topk(b.K, dim=-1)
-                top_ids, top_probs = i, (v - lse_r[..., None]).exp()
-            else:
-                top_ids, top_probs = state.top_ids, state.top_probs
-            zeros = torch.zeros_like
-            cur_w = new.get("cur_w", t["cur_w"])
-            share = torch.where(masked_g & soft_g, cur_w, torch.full_like(cur_w, float("nan")))
-            detail = (new["conf"].float().cpu(), lift(top_ids, zeros(t["top_ids"])).cpu(),
-                      lift(top_probs, zeros(t["top_w"])).float().cpu(), share.float().cpu())
-        t.update(new)
-        t["ids"][:, b.P:] = gen
-        records = b.emit_records(gen, states, confirmed, finished, block_before, detail)
+    def _emit(self, out: StepOutcome) -> list[StepRecord]:
+        """Commit the step (the batch changed nothing before every result existed, so a failed
+        step can be retried or split) and report it; finished rows leave."""
+        b = self.batch
+        b.t = out.t
+        b.t.ids[:, b.P:] = out.gen
         self.stats.steps += 1
         self.stats.forwards += 1
-        self.stats.rows_stepped += len(rows)
-        self.stats.forward_s += t1 - t0
-        self.stats.decode_s += time.perf_counter() - t1
-        return records
+        self.stats.rows_stepped += len(b.rows)
+        p = out.progress
+        return b.emit_records(out.gen, out.states, p.confirmed, p.finished, out.block_before, out.detail)

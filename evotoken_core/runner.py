@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .decoding.batch import BatchState, Row
 from .decoding.settings import DecodeSettings
+from .decoding.step import BlockWindow
 from .model.modeling import LLaDAModelLM, soft_embed
 
 
@@ -55,21 +56,21 @@ class ModelRunner:
     def embeddings(self, b: BatchState, rows: list[Row], settings: list[DecodeSettings]) -> torch.Tensor:
         """Plain token embeddings, with the soft mixture (step 8) where the soft state is on."""
         t, model = b.t, self.model
-        emb = model.embed(t["ids"])
+        emb = model.embed(t.ids)
         if any(s.evotoken and r.steps_done > 0 for s, r in zip(settings, rows)):
             mix = soft_embed(model.transformer.wte.weight,
-                             torch.cat([t["top_ids"], b.gen_ids[..., None]], -1),
-                             torch.cat([t["top_w"], t["cur_w"][..., None]], -1))
-            emb[:, b.P:] = torch.where(t["soft_on"][..., None], mix, emb[:, b.P:])
+                             torch.cat([t.top_ids, b.gen_ids[..., None]], -1),
+                             torch.cat([t.top_w, t.cur_w[..., None]], -1))
+            emb[:, b.P:] = torch.where(t.soft_on[..., None], mix, emb[:, b.P:])
         return emb
 
-    def run(self, b: BatchState, rows: list[Row], settings: list[DecodeSettings]) -> Region:
-        t, P, G, dev = b.t, b.P, b.G, b.device
+    def run(self, b: BatchState, window: BlockWindow) -> Region:
+        """Hidden states over each row's region; `window` is where its current block sits."""
+        rows, dev = b.rows, b.device
+        settings = [r.settings for r in rows]
         emb = self.embeddings(b, rows, settings)
-        W = max(s.block_length for s in settings)
-        j = torch.arange(W, device=dev)
-        block_cols = t["block"][:, None] * t["block_len"][:, None] + j          # (B, W) gen coords
-        block_valid = j < t["block_len"][:, None]
+        block_cols, block_valid = window.cols, window.valid                   # (B, W) gen coords
+        W = block_cols.shape[1]
         cached = [i for i, (r, s) in enumerate(zip(rows, settings)) if s.cache != "none" and r.cache_fresh]
         full = [i for i in range(len(rows)) if i not in set(cached)]
         parts = []
@@ -107,9 +108,9 @@ class ModelRunner:
                 rows[i].cache_fresh = True
         if any(settings[i].evotoken for i in index):
             cols = torch.arange(G, device=dev).expand(len(index), G)
-            valid = cols < pick(t["gen_len"])[:, None]
-            return h[:, P:], cols, valid, pick(block_cols).clamp(max=G - 1)
-        cols = pick(block_cols).clamp(max=G - 1)
+            valid = cols < pick(t.gen_len)[:, None]
+            return h[:, P:], cols, valid, pick(block_cols)
+        cols = pick(block_cols)
         hidden = h.gather(1, (P + cols)[..., None].expand(-1, -1, h.shape[-1]))
         W = cols.shape[1]
         return hidden, cols, pick(block_valid), torch.arange(W, device=dev).expand(len(index), W)
@@ -118,8 +119,8 @@ class ModelRunner:
         L = b.P + b.G
         idx = torch.tensor(index, device=b.device)
         for layer, (k, v) in enumerate(kv_out):
-            b.t["kv"][idx, layer, 0, :, :L] = k.to(b.t["kv"].dtype)
-            b.t["kv"][idx, layer, 1, :, :L] = v.to(b.t["kv"].dtype)
+            b.t.kv[idx, layer, 0, :, :L] = k.to(b.t.kv.dtype)
+            b.t.kv[idx, layer, 1, :, :L] = v.to(b.t.kv.dtype)
 
     def _cached(self, b, emb, rows, settings, index, block_cols, block_valid):
         t, P, G, dev = b.t, b.P, b.G, b.device
@@ -134,18 +135,18 @@ class ModelRunner:
         else:
             Q = W
         q = torch.arange(Q, device=dev)
-        start = pick(t["block"] * t["block_len"])[:, None]
+        start = pick(t.block * t.block_len)[:, None]
         gen_cols = start + q                                                  # (C, Q)
         dual = torch.tensor([settings[i].cache == "dual" for i in index], device=dev)[:, None]
-        limit = torch.where(dual, start + pick(t["block_len"])[:, None], pick(t["gen_len"])[:, None])
+        limit = torch.where(dual, start + pick(t.block_len)[:, None], pick(t.gen_len)[:, None])
         active = gen_cols < limit
         canvas_cols = torch.where(active, P + gen_cols, torch.full_like(gen_cols, L))  # L = dummy column
         key_mask, positions = b.key_mask_and_positions()
         key_mask = F.pad(pick(key_mask), (0, 1), value=False)
         e = pick(emb).gather(1, canvas_cols.clamp(max=L - 1)[..., None].expand(-1, -1, emb.shape[-1]))
         pos = pick(positions).gather(1, canvas_cols.clamp(max=L - 1))
-        kv = pick(t["kv"])
+        kv = pick(t.kv)
         layers = [(kv[:, layer, 0], kv[:, layer, 1]) for layer in range(kv.shape[1])]
         h = self.model.hidden(e, key_mask, pos, kv=layers, cols=canvas_cols)
-        cols = pick(block_cols).clamp(max=G - 1)
+        cols = pick(block_cols)
         return h[:, :W], cols, pick(block_valid), torch.arange(W, device=dev).expand(len(index), W)

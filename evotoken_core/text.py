@@ -87,24 +87,51 @@ class TextAssembler:
 
 
 MASK_GLYPH = "▒"
+END_MARK = "⟨end⟩"  # one cell for the run of end-of-text tokens that closes a canvas
 
 
-def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
-    """Each token's own text (special tokens as written), for per-position displays."""
-    return [tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
+class TokenTexts:
+    """Per-token texts and drafts of a canvas, for every step display (the server's step
+    stream and the CLI's `--show-steps`). Token texts are cached: a display asks for the
+    same few ids at every step."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._texts: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        """The token's own text, special tokens as written."""
+        text = self._texts.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            self._texts[token_id] = text
+        return text
+
+    def draft(self, ids: Sequence[int], hidden: Sequence[bool], placeholder: str = MASK_GLYPH,
+              skip_special: bool = True) -> str:
+        """The canvas as it stands: runs of visible tokens decoded together (so multi-byte
+        characters survive), each hidden position as `placeholder`."""
+        out, run = [], []
+        for token_id, hide in zip(ids, hidden):
+            if hide:
+                if run:
+                    out.append(self._decode(run, skip_special))
+                    run = []
+                out.append(placeholder)
+            else:
+                run.append(token_id)
+        if run:
+            out.append(self._decode(run, skip_special))
+        return "".join(out)
+
+    def _decode(self, ids: list[int], skip_special: bool) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False)
 
 
-def render_draft(tokenizer, gen_ids: Sequence[int], mask_id: int, glyph: str = MASK_GLYPH) -> str:
-    """The canvas as it stands: decoded runs as text, each masked position as `glyph`."""
-    out, run = [], []
-    for i in gen_ids:
-        if i == mask_id:
-            if run:
-                out.append(tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
-                run = []
-            out.append(glyph)
-        else:
-            run.append(i)
-    if run:
-        out.append(tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
-    return "".join(out)
+def trailing_run_start(ids: Sequence[int], end_ids: Sequence[int]) -> int:
+    """Where the run of end tokens that closes `ids` begins (len(ids) when none does): a
+    display shows that run as one cell, since a short answer leaves dozens of them."""
+    ends, n = set(end_ids), len(ids)
+    while n > 0 and ids[n - 1] in ends:
+        n -= 1
+    return n

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from evotoken_core.decoding import StepRecord, TokenState
+from evotoken_core.text import MASK_GLYPH, TokenTexts
 
 from .errors import APIError
 from .generation import ClientGone, Generation
 
 log = logging.getLogger("evotoken.server")
 
-MASK_PLACEHOLDER = "\u2592"  # ▒
+MASK_PLACEHOLDER = MASK_GLYPH
 _LABELS = {int(s): s.label for s in TokenState}
 _HIDDEN = (int(TokenState.MASKED), int(TokenState.SOFT))
 
@@ -79,35 +80,15 @@ class StepRenderer:
     """Turns a step record into the `evotoken` field: draft text and per-position detail."""
 
     def __init__(self, tokenizer, placeholder: str = MASK_PLACEHOLDER):
-        self.tokenizer = tokenizer
+        self.texts = TokenTexts(tokenizer)
         self.placeholder = placeholder
-        self._texts: dict[int, str] = {}
 
     def token_text(self, token_id: int) -> str:
-        text = self._texts.get(token_id)
-        if text is None:
-            text = self.tokenizer.decode([token_id], skip_special_tokens=False,
-                                         clean_up_tokenization_spaces=False)
-            self._texts[token_id] = text
-        return text
+        return self.texts(token_id)
 
     def draft(self, ids: list[int], states: list[int]) -> str:
         """Runs of tokens decoded together (so multi-byte characters survive), masks as ▒."""
-        out, run = [], []
-        for token_id, state in zip(ids, states):
-            if state in _HIDDEN:
-                if run:
-                    out.append(self._decode(run))
-                    run = []
-                out.append(self.placeholder)
-            else:
-                run.append(token_id)
-        if run:
-            out.append(self._decode(run))
-        return "".join(out)
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return self.texts.draft(ids, [state in _HIDDEN for state in states], self.placeholder)
 
     def render(self, record: StepRecord, max_tokens: int, full: bool) -> dict:
         """Positions past `max_tokens` (the canvas rounded up to a block) are not shown."""

@@ -11,7 +11,7 @@ from ..data.prompts import INSTRUCTIONS, user_message
 from ..decoding import DecodeRequest, RecommendedDecoding, SettingsError
 from ..engine import Engine
 from ..model import ModelNotFoundError
-from ..text import TextAssembler, render_draft
+from ..text import END_MARK, TextAssembler, TokenTexts, trailing_run_start
 from ..flags import add_decoding_flags, add_model_flags, decoding_settings
 from .common import fail, load_from_args
 
@@ -53,15 +53,18 @@ def prompt_ids_from_args(args, tokenizer) -> list[int]:
 
 
 class StepPainter:
-    """Confirmed text stays on screen; the undecided rest is redrawn in place every step."""
+    """Confirmed text stays on screen; the undecided rest is redrawn in place every step, with
+    the run of end-of-text tokens that closes the canvas shown as one cell."""
 
-    def __init__(self, stream, tokenizer, mask_id: int):
-        self.out, self.tokenizer, self.mask_id = stream, tokenizer, mask_id
+    def __init__(self, stream, tokenizer, mask_id: int, end_ids=()):
+        self.out, self.texts, self.mask_id, self.end_ids = stream, TokenTexts(tokenizer), mask_id, end_ids
         self.tty = stream.isatty()
 
     def paint(self, record, confirmed_delta: str) -> None:
-        draft = render_draft(self.tokenizer, record.gen_ids[record.confirmed:].tolist(), self.mask_id)
-        draft = draft.replace("\n", "⏎")[:72]
+        ids = record.gen_ids[record.confirmed:].tolist()
+        cut = trailing_run_start(ids, self.end_ids)
+        draft = self.texts.draft(ids[:cut], [i == self.mask_id for i in ids[:cut]], skip_special=False)
+        draft = (draft + (END_MARK if cut < len(ids) else "")).replace("\n", "⏎")[:72]
         if self.tty:  # restore the cursor to the end of confirmed text, clear, repaint
             self.out.write("\x1b[u\x1b[J" + confirmed_delta + "\x1b[s\x1b[2m" + draft + "\x1b[0m")
         else:
@@ -87,7 +90,7 @@ def run_generate(args) -> int:
         return fail(str(error))
     tok = loaded.tokenizer
     assembler = TextAssembler(tok, loaded.end_ids, settings.gen_length) if tok is not None else None
-    painter = StepPainter(sys.stdout, tok, loaded.mask_id) if args.show_steps and tok is not None else None
+    painter = StepPainter(sys.stdout, tok, loaded.mask_id, loaded.end_ids) if args.show_steps and tok is not None else None
     started = time.perf_counter()
     if painter:
         painter.start()

@@ -14,6 +14,7 @@ import random
 from fractions import Fraction
 
 from .example import ONE_STEP, TWO_STEPS, TrainExample, boxed_answer, wants_split
+from .expression import evaluate
 
 OPS = "+-*/"
 TARGET_RANGE = (1, 100)
@@ -95,12 +96,6 @@ def solve(numbers: list[int], target: int) -> str | None:
     for a, b, c in itertools.permutations(numbers, 3):
         for op1, op2 in itertools.product(OPS, repeat=2):
             for expr in (f"({a} {op1} {b}) {op2} {c}", f"{a} {op1} ({b} {op2} {c})"):
-                if _exact(expr) == goal:
+                if evaluate(expr) == goal:
                     return expr
     return None
-
-
-def _exact(expr: str) -> Fraction | None:
-    from evotoken_core.eval.expression import evaluate
-
-    return evaluate(expr)

@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..model.modeling import compute_dtype
+
 NEG_INF = float("-inf")
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Probabilities in float32 for serving dtypes; float64 models stay in float64."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def prepare_logits(logits: torch.Tensor, mask_id: int) -> torch.Tensor:

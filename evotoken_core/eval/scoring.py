@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from .expression import countdown_correct
+from ..data.expression import countdown_correct
 from .extract import answer_tag, first_boxed, last_boxed
 from .math_normalize import math_equal
 

@@ -16,8 +16,9 @@ from transformers.modeling_outputs import CausalLMOutput
 from .config import LLaDAConfig
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Norms and RoPE run in float32, or in float64 when the model itself is float64."""
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Norms, RoPE and decoding probabilities run in float32 for serving dtypes, and in
+    float64 when the model itself is float64."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
@@ -29,14 +30,14 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        h = x.to(_compute_dtype(dtype))
+        h = x.to(compute_dtype(dtype))
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(dtype)
 
 
 def rotary_tables(position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
     """cos/sin of shape (B, 1, L, head_dim) for neox-style (two halves) rotary embeddings."""
-    cdtype = _compute_dtype(dtype)
+    cdtype = compute_dtype(dtype)
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=cdtype) / head_dim))
     freqs = position_ids.to(cdtype)[..., None] * inv_freq  # (B, L, hd/2)
     emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # (B, 1, L, hd)
