@@ -3,7 +3,7 @@
 Every template has a stable id; ids in `HELD_OUT` are whole phrasings kept out of training
 (at least one per kind), for a test of the skill rather than the sentence. Placeholders:
 bare arithmetic `{a} {b}` with `{sym}` (+ - * /) or `{word}` (plus, minus, times, divided by);
-stories `{name} {Pron} {pron} {item} {group} {groups} {place}` and numbers `{a} {b} {c}`;
+stories `{name} {Pron} {his} {item} {group} {groups} {place}` and numbers `{a} {b} {c}`;
 sorting `{list}`; reversing `{w}`. No sorting, reversing or chat template may hold a digit of its
 own or miss its kind's keyword, and every arithmetic one holds its numbers: the chat template
 tells the kinds apart that way (tests/test_phrasings.py checks every template through it).
@@ -50,7 +50,7 @@ STORIES = {
     "sub_left": ("{name} had {a} {item} and used {b}. How many {item} are left?", "-"),
     "sub_remain": ("There were {a} {item} in the {place}. {b} were taken away. How many {item} remain?", "-"),
     "sub_sold": ("A {place} had {a} {item} and sold {b}. How many {item} does it have left?", "-"),
-    "sub_lost": ("{name} lost {b} of {pron} {a} {item}. How many {item} does {name} still have?", "-"),
+    "sub_lost": ("{name} lost {b} of {his} {a} {item}. How many {item} does {name} still have?", "-"),
     "mul_each": ("There are {a} {groups} with {b} {item} each. How many {item} are there in all?", "*"),
     "mul_holds": ("Each {group} holds {b} {item}. How many {item} are in {a} {groups}?", "*"),
     "mul_buys": ("{name} buys {a} {groups} of {b} {item}. How many {item} does {name} buy?", "*"),

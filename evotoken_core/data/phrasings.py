@@ -117,8 +117,8 @@ def _story(template: str, rng: random.Random) -> Phrased:
         values[name_of] = n
         steps.append((current, op, n))
         current = OPS[op](current, n)
-    question = text.format(name=name, Pron=pron.capitalize(), pron=pron, item=item, group=group,
-                           groups=groups, place=rng.choice(PLACES), **values)
+    question = text.format(name=name, Pron=pron.capitalize(), his={"he": "his", "she": "her"}[pron],
+                           item=item, group=group, groups=groups, place=rng.choice(PLACES), **values)
     reasoning, result = _trace(steps)
     level = ONE_STEP if len(ops) == 1 else TWO_STEPS
     return Phrased(template, "story", level, question, boxed_answer(reasoning, str(result)), str(result))
