@@ -52,8 +52,12 @@ def build_chat_template() -> str:
     {{%- set low = content | lower -%}}
     {{%- set ns.kind = 'chat' -%}}
     {{%- for digit in '0123456789' if digit in low -%}}{{%- set ns.kind = 'math' -%}}{{%- endfor -%}}
-    {{%- for word in {_jinja_list(SORT_WORDS + REVERSE_WORDS)} if word in low -%}}{{%- set ns.kind = 'chat' -%}}{{%- endfor -%}}
-    {{%- for word in {_jinja_list(COUNTDOWN_WORDS)} if word in low and 'numbers' in low -%}}{{%- set ns.kind = 'countdown' -%}}{{%- endfor -%}}
+    {{%- for word in {_jinja_list(SORT_WORDS + REVERSE_WORDS)} if word in low -%}}
+      {{%- set ns.kind = 'chat' -%}}
+    {{%- endfor -%}}
+    {{%- for word in {_jinja_list(COUNTDOWN_WORDS)} if word in low and 'numbers' in low -%}}
+      {{%- set ns.kind = 'countdown' -%}}
+    {{%- endfor -%}}
     {{%- if ns.kind == 'math' -%}}
       {{%- set content = content + '\\n' + {_jinja_string(MATH_INSTRUCTION)} -%}}
     {{%- elif ns.kind == 'countdown' -%}}

@@ -44,7 +44,8 @@ PLACES = ["shop", "classroom", "garden", "kitchen", "library", "park", "school",
 # Word problems: template id -> (text, ops of its steps in order).
 STORIES = {
     "add_more": ("{name} has {a} {item}. {Pron} gets {b} more. How many {item} does {name} have in all?", "+"),
-    "add_there": ("There are {a} {item} in the {place}. Someone brings {b} more. How many {item} are in the {place} now?", "+"),
+    "add_there": ("There are {a} {item} in the {place}. Someone brings {b} more. "
+                  "How many {item} are in the {place} now?", "+"),
     "add_days": ("{name} found {a} {item} on Monday and {b} on Tuesday. How many {item} did {name} find in all?", "+"),
     "add_total": ("{name} has {a} {item} and {b} more in a bag. How many {item} is that altogether?", "+"),
     "sub_left": ("{name} had {a} {item} and used {b}. How many {item} are left?", "-"),
@@ -56,13 +57,17 @@ STORIES = {
     "mul_buys": ("{name} buys {a} {groups} of {b} {item}. How many {item} does {name} buy?", "*"),
     "mul_days": ("{name} gets {b} {item} every day for {a} days. How many {item} is that in all?", "*"),
     "div_each": ("{name} shares {a} {item} equally among {b} friends. How many {item} does each friend get?", "/"),
-    "div_groups": ("{a} {item} are put into {b} {groups}, the same number in each. How many {item} are in each {group}?", "/"),
+    "div_groups": ("{a} {item} are put into {b} {groups}, the same number in each. "
+                   "How many {item} are in each {group}?", "/"),
     "div_split": ("{b} kids split {a} {item} evenly. How many {item} does each kid get?", "/"),
     "mul_sub": ("{name} buys {a} {groups} of {b} {item} and gives away {c}. How many {item} are left?", "*-"),
-    "mul_add": ("There are {a} {groups} with {b} {item} in each and {c} more {item} on the table. How many {item} are there in all?", "*+"),
+    "mul_add": ("There are {a} {groups} with {b} {item} in each and {c} more {item} on the table. "
+                "How many {item} are there in all?", "*+"),
     "add_sub": ("{name} had {a} {item}, got {b} more and then lost {c}. How many {item} does {name} have now?", "+-"),
-    "sub_add": ("A {place} had {a} {item}. {b} were taken out and {c} were put in. How many {item} are there now?", "-+"),
-    "div_add": ("{name} shares {a} {item} equally among {b} friends. Then each friend gets {c} more. How many {item} does each friend have?", "/+"),
+    "sub_add": ("A {place} had {a} {item}. {b} were taken out and {c} were put in. "
+                "How many {item} are there now?", "-+"),
+    "div_add": ("{name} shares {a} {item} equally among {b} friends. Then each friend gets {c} more. "
+                "How many {item} does each friend have?", "/+"),
 }
 
 SORT = {

@@ -6,11 +6,11 @@ The shipped model learned each skill in one wording (`Tom has 72 apples. He buys
 many phrasing templates. The user turn is the bare question, as a newcomer types it: the
 model's chat template (data.chat_template) adds the instruction line to arithmetic, so training
 sees exactly the prompt the server builds. Word problems have one or two steps: a third split
-step does not fit the model's 48-token answer (a split sum alone is about 18 tokens). Arithmetic answers are the shipped split traces;
-sorting answers the sorted list like the old sort task; reversing spells the word first, then
-reverses the letters (`<reasoning>l-a-m-p</reasoning>\\n<answer>p-m-a-l</answer>`), because a
-word's letters are hidden inside BPE pieces and the spelled form is a permutation the model
-already does.
+step does not fit the model's 48-token answer (a split sum alone is about 18 tokens).
+Arithmetic answers are the shipped split traces; sorting answers the sorted list like the
+old sort task; reversing spells the word first, then reverses the letters
+(`<reasoning>l-a-m-p</reasoning>\\n<answer>p-m-a-l</answer>`), because a word's letters are
+hidden inside BPE pieces and the spelled form is a permutation the model already does.
 
 Held out by phrasing: templates in `HELD_OUT` never produce a training item, so a test set
 drawn from them measures whether the model learned the skill or the sentence. The hand-written
