@@ -104,19 +104,12 @@ def _story(template: str, rng: random.Random) -> Phrased:
         b = r(1, min(50, a - 1))
     values = {"a": a, "b": b}
     steps = [(a, ops[0], b)]
-    current = OPS[ops[0]](a, b)
-    for name_of, op in zip("c", ops[1:]):
-        if op == "+":
-            n = r(1, 30)
-        elif op == "-":
-            n = r(1, min(30, current - 1)) if current > 1 else 0
-        else:
-            raise ValueError(f"story {template}: later steps are + or -, not {op}")
-        if n == 0:  # nothing left to take away: redraw the whole story
+    if len(ops) == 2:
+        first = OPS[ops[0]](a, b)
+        if ops[1] == "-" and first < 2:  # nothing left to take away: redraw the whole story
             return _story(template, rng)
-        values[name_of] = n
-        steps.append((current, op, n))
-        current = OPS[op](current, n)
+        values["c"] = r(1, 30) if ops[1] == "+" else r(1, min(30, first - 1))
+        steps.append((first, ops[1], values["c"]))
     question = text.format(name=name, Pron=pron.capitalize(), his={"he": "his", "she": "her"}[pron],
                            item=item, group=group, groups=groups, place=rng.choice(PLACES), **values)
     reasoning, result = _trace(steps)
@@ -157,7 +150,8 @@ def newcomer_questions() -> frozenset[str]:
     """The hand-written newcomer questions, which no training item may be."""
     if not NEWCOMER_FILE.is_file():
         return frozenset()
-    return frozenset(json.loads(line)["question"] for line in NEWCOMER_FILE.read_text().splitlines() if line.strip())
+    lines = NEWCOMER_FILE.read_text().splitlines()
+    return frozenset(json.loads(line)["question"] for line in lines if line.strip())
 
 
 def sample(rng: random.Random, kind: str, split: str = "train", level: int | None = None) -> Phrased:
@@ -167,7 +161,9 @@ def sample(rng: random.Random, kind: str, split: str = "train", level: int | Non
         raise ValueError(f"no {kind} phrasings in the {split} split")
     for _ in range(1000):
         item = BUILDERS[kind][1](rng.choice(names), rng)
-        if (level is None or item.level == level) and not (split == "train" and item.question in newcomer_questions()):
+        if level is not None and item.level != level:
+            continue
+        if split == "test" or item.question not in newcomer_questions():
             return item
     raise ValueError(f"no {kind} phrasing at level {level}")
 
