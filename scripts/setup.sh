@@ -29,12 +29,17 @@ fi
 
 if [ "$profile" = dev ]; then
   # System packages the tests drive for real: nginx (the load balancer config), Chromium
-  # (the playground page) and promtool (from prometheus: the scrape configs and alert rules).
+  # (the playground page), promtool (from prometheus: the scrape configs and alert rules), and
+  # podman with runc and debootstrap (the image built and served: scripts/container_smoke.sh).
   # Installed only when missing.
   missing=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  for tool in podman runc; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
