@@ -82,7 +82,11 @@ fi
 
 # --- 2. the project's image on it ------------------------------------------------------------------
 log "building the project's Dockerfile on $base"
+previous=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 "${build[@]}" --build-arg "BASE_IMAGE=$base" -t "$image" "$repo"
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$image")" ]; then
+  podman rmi "$previous" > /dev/null 2>&1 || true  # the last run's image; its layers stay as cache
+fi
 healthcheck=$(podman image inspect --format '{{json .Config.Healthcheck}}' "$image")
 case "$healthcheck" in
   *evotoken-healthcheck*/ready*) log "HEALTHCHECK kept: $healthcheck" ;;
