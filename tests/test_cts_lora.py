@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evotoken_core.decoding import DecodeRequest, DecodeSettings
+from evotoken_core.decoding import DecodeRequest, DecodeSettings, RecommendedDecoding
 from evotoken_core.engine import Engine
 from evotoken_core.model import load_model
 from evotoken_core.training.config import CTSConfig
@@ -27,9 +27,20 @@ def test_lora_is_the_default_with_the_published_settings():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_checkpoint, tiny_tokenizer):
+def base(tmp_path_factory, tiny_checkpoint):
+    """The tiny checkpoint with a decoding recommendation, as the shipped models have."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("cts_lora_base") / "base"
+    shutil.copytree(tiny_checkpoint, path)
+    RecommendedDecoding(max_tokens=16, block_length=8, steps_ratio=0.5).write(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base, tiny_tokenizer):
     out = tmp_path_factory.mktemp("cts_lora") / "run"
-    cfg = CTSConfig(base=str(tiny_checkpoint), out=str(out), steps=3, batch_size=4, answer_length=32,
+    cfg = CTSConfig(base=str(base), out=str(out), steps=3, batch_size=4, answer_length=32,
                     block_lengths="8,16", unmask_counts="1,2", warmup_steps=1, lr=2e-2, threads=1, bf16=False,
                     lora_r=8, lora_alpha=16, lora_dropout=0.1, lora_targets="q_proj,v_proj", diagnostics_every=0)
     run_cts(cfg, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)
@@ -43,22 +54,22 @@ def test_the_adapter_records_the_flags(trained):
     assert config["task_type"] == "CAUSAL_LM"
 
 
-def test_merged_model_and_adapter_give_the_same_logits_in_float64(trained, tiny_checkpoint, tiny_tokenizer):
+def test_merged_model_and_adapter_give_the_same_logits_in_float64(trained, base, tiny_tokenizer):
     merged = load_model(trained, dtype="float64", device="cpu").model
-    adapted = load_model(tiny_checkpoint, dtype="float64", device="cpu", lora=trained / "adapter").model
-    base = load_model(tiny_checkpoint, dtype="float64", device="cpu").model
+    adapted = load_model(base, dtype="float64", device="cpu", lora=trained / "adapter").model
+    plain = load_model(base, dtype="float64", device="cpu").model
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, len(tiny_tokenizer), (3, 40), generator=g)
     ids[:, 20:] = tiny_tokenizer.mask_token_id
     with torch.no_grad():
-        a, b, c = merged(input_ids=ids).logits, adapted(input_ids=ids).logits, base(input_ids=ids).logits
+        a, b, c = merged(input_ids=ids).logits, adapted(input_ids=ids).logits, plain(input_ids=ids).logits
     # the merged weights are stored in float32: agreement to float32 rounding
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert (a - c).abs().max() > 1e-2  # and the adapter did change the model
 
 
 @pytest.mark.parametrize("decoding", ["hard_mask", "evotoken"])
-def test_merged_model_and_adapter_decode_the_same_tokens(trained, tiny_checkpoint, tiny_tokenizer, decoding):
+def test_merged_model_and_adapter_decode_the_same_tokens(trained, base, tiny_tokenizer, decoding):
     settings = DecodeSettings(gen_length=16, block_length=8, steps=8, temperature=0.0, decoding=decoding,
                               early_end=False)
     prompt = tiny_tokenizer("What is 12 + 30?", add_special_tokens=False)["input_ids"]
@@ -69,5 +80,10 @@ def test_merged_model_and_adapter_decode_the_same_tokens(trained, tiny_checkpoin
         return final.gen_ids.tolist()
 
     merged = decode(load_model(trained, dtype="float64", device="cpu"))
-    adapted = decode(load_model(tiny_checkpoint, dtype="float64", device="cpu", lora=trained / "adapter"))
+    adapted = decode(load_model(base, dtype="float64", device="cpu", lora=trained / "adapter"))
     assert merged == adapted and len(merged) == 16
+
+
+def test_the_tuned_model_recommends_the_decoding_of_its_base(trained, base):
+    assert RecommendedDecoding.read(trained) == RecommendedDecoding.read(base)
+    assert RecommendedDecoding.read(trained).block_length == 8
