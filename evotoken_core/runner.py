@@ -71,7 +71,7 @@ class ModelRunner:
         emb = self.embeddings(b, rows, settings)
         block_cols, block_valid = window.cols, window.valid                   # (B, W) gen coords
         W = block_cols.shape[1]
-        cached = [i for i, (r, s) in enumerate(zip(rows, settings)) if s.cache != "none" and r.cache_fresh]
+        cached = [i for i, r in enumerate(rows) if not r.full_forward_now()]
         full = [i for i in range(len(rows)) if i not in set(cached)]
         parts = []
         if full:
@@ -148,5 +148,8 @@ class ModelRunner:
         kv = pick(t.kv)
         layers = [(kv[:, layer, 0], kv[:, layer, 1]) for layer in range(kv.shape[1])]
         h = self.model.hidden(e, key_mask, pos, kv=layers, cols=canvas_cols)
-        cols = pick(block_cols)
-        return h[:, :W], cols, pick(block_valid), torch.arange(W, device=dev).expand(len(index), W)
+        block_index = torch.arange(W, device=dev).expand(len(index), W)
+        if any(settings[i].cache == "prefix" and settings[i].evotoken for i in index):
+            # the later blocks were recomputed too: their soft state moves on as in exact decoding
+            return h, gen_cols.clamp(max=G - 1), active, block_index
+        return h[:, :W], pick(block_cols), pick(block_valid), block_index

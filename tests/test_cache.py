@@ -67,3 +67,58 @@ def test_unknown_cache_mode_is_refused():
     with pytest.raises(SettingsError) as info:
         DecodeSettings(cache="paged")
     assert info.value.param == "cache"
+
+
+PROMPTS = [[5, 17, 42, 8, 99], [7, 3, 120], [64, 250, 31, 9], [11, 12]]
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize("decoding", ["evotoken", "hard_mask"])
+def test_refreshing_every_step_is_exact_decoding(f64, cache, decoding):
+    """`cache_refresh: 1` recomputes the whole canvas at every step: token for token (and
+    forward for forward) what uncached decoding gives, in float64."""
+    base = DecodeSettings(gen_length=24, block_length=8, steps=12, decoding=decoding, early_end=False)
+    for prompt in PROMPTS[:2]:
+        plain = _final(Engine(f64), [DecodeRequest("a", prompt, base)])["a"]
+        cached = _final(Engine(f64), [DecodeRequest("a", prompt, base.with_(cache=cache, cache_refresh=1))])["a"]
+        assert cached.gen_ids.tolist() == plain.gen_ids.tolist() and cached.nfe == plain.nfe
+
+
+def test_evotoken_cache_with_two_steps_per_block_is_exact(f64):
+    """In EvoToken mode a cached row recomputes the canvas at a block's first two steps (the
+    previous block turns from soft to hard at the second), so with two steps per block the
+    cache is never read and the answer is the exact one."""
+    s = DecodeSettings(gen_length=16, block_length=4, steps=8, early_end=False)
+    for cache in ("prefix", "dual"):
+        plain = _final(Engine(f64), [DecodeRequest("a", PROMPTS[0], s)])["a"]
+        cached = _final(Engine(f64), [DecodeRequest("a", PROMPTS[0], s.with_(cache=cache))])["a"]
+        assert cached.gen_ids.tolist() == plain.gen_ids.tolist()
+
+
+def test_prefix_cache_keeps_the_later_blocks_soft_state_moving(f64):
+    """With a prefix cache the later blocks are recomputed at every step, so in EvoToken mode
+    their soft tokens follow the model's current belief, as in exact decoding."""
+    s = DecodeSettings(gen_length=24, block_length=8, steps=12, early_end=False, cache="prefix")
+    records = [r for r in Engine(f64).stream([DecodeRequest("a", PROMPTS[0], s, want_steps=True)]) if not r.finished]
+    cached_steps = [r for r in records if r.block == 1 and r.step >= 6]  # block 1: steps 4-7; 6 and 7 read the cache
+    first, second = cached_steps[0], cached_steps[1]
+    later = slice(16, 24)
+    assert not torch.equal(first.top_probs[later], second.top_probs[later])
+
+
+def test_sixteen_mixed_cached_and_uncached_requests_each_decode_as_alone(f64):
+    """Under continuous batching, every request (any cache policy, either mode, its own canvas)
+    gets the answer it gets decoded alone with the same settings."""
+    shapes = [dict(gen_length=24, block_length=8, steps=12), dict(gen_length=16, block_length=4, steps=8),
+              dict(gen_length=32, block_length=16, steps=16)]
+    caches = [dict(cache="none"), dict(cache="prefix"), dict(cache="dual"), dict(cache="dual", cache_refresh=2),
+              dict(cache="prefix", cache_refresh=3), dict(cache="none", threshold=0.5)]
+    requests = []
+    for i in range(16):
+        s = DecodeSettings(decoding=("evotoken", "hard_mask")[i % 2], early_end=bool(i % 3),
+                           **shapes[i % 3], **caches[i % 6])
+        requests.append(DecodeRequest(f"r{i}", PROMPTS[i % 4], s))
+    batched = _final(Engine(f64, max_batch_size=16), requests)
+    for r in requests:
+        alone = _final(Engine(f64), [r])[r.request_id]
+        assert batched[r.request_id].gen_ids.tolist() == alone.gen_ids.tolist(), r.settings

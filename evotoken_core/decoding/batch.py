@@ -27,10 +27,27 @@ class Row:
     steps_done: int = 0
     block: int = 0               # host copy of the row's current block
     cache_fresh: bool = False    # its K/V cache was refreshed in this block (cache modes only)
+    block_step: int = 0          # steps done in the current block
 
     @property
     def settings(self):
         return self.request.settings
+
+    def full_forward_now(self) -> bool:
+        """Whether this step recomputes the whole canvas (refreshing a cached row's K/V).
+
+        A cached row does at its block's first step, and in EvoToken mode again at the
+        second: at the first, the previous block is still fed as soft tokens (the method's
+        order; at the very first step, the canvas is plain masks), so only from the second on
+        does the canvas outside the block stay what exact decoding feeds for the rest of the
+        block. `cache_refresh` r adds every r-th step.
+        """
+        s = self.request.settings
+        if s.cache == "none" or not self.cache_fresh:
+            return True
+        if s.cache_refresh and self.block_step % s.cache_refresh == 0:
+            return True
+        return s.evotoken and self.block_step == 1
 
 
 class BatchState:
@@ -139,7 +156,9 @@ class BatchState:
             s, rid = row.settings, row.request.request_id
             conf_i, fin, blk, nfe, block_after = meta[i]
             if block_after != row.block:
-                row.block, row.cache_fresh = block_after, False
+                row.block, row.cache_fresh, row.block_step = block_after, False, 0
+            else:
+                row.block_step += 1
             G = s.gen_length
             rec = StepRecord(rid, row.steps_done, blk, nfe, gen_c[i, :G], states_c[i, :G], conf_i,
                              blk * s.block_length, (blk + 1) * s.block_length)

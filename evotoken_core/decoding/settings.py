@@ -77,6 +77,11 @@ class DecodeSettings:
     cache: str = knob("none", Range(str, choices=CACHE_MODES),
                       "approximate K/V cache (Fast-dLLM): faster, changes outputs slightly",
                       extra=True, off="none")
+    # With a cache, also recompute the whole canvas (refreshing the cache) at every r-th step
+    # of a block; 1 recomputes every step, which is exact decoding. See docs/caching.md.
+    cache_refresh: int = knob(0, Range(int, low=0), "with a cache: also recompute the whole canvas "
+                              "every this many steps of a block (0: never; 1: every step, exact)",
+                              extra=True, off=0)
     # Fixed-length extras that benchmark clients send (vLLM's names). `min_tokens`: no end token
     # is proposed before this many generated tokens. `ignore_eos`: decode the whole canvas
     # (no early end) and keep the text past end tokens, so every answer has max_tokens tokens.
