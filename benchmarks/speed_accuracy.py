@@ -11,10 +11,12 @@ the other on the same machine:
 - `exact`: early end-of-text exit, which leaves every answer unchanged;
 - `threshold T`: confidence-threshold parallel unmasking (plus early end);
 - `prefix cache` / `dual cache`: the approximate K/V caches (plus early end);
+- `prefix cache, refresh R` / `dual cache, refresh R` (`--cache-refreshes`): the caches with the
+  whole canvas recomputed every R-th step of a block too;
 - `dual cache + threshold T`: both.
 
-Per row: accuracy, its change against exact decoding in points, answers identical to exact
-decoding, mean forward passes, answer tokens per second (tokens up to the end-of-text), seconds
+Per row: accuracy, its change against exact decoding in points with a paired bootstrap 95% CI
+and an exact McNemar p over the same items, answers identical to exact decoding, mean forward passes, answer tokens per second (tokens up to the end-of-text), seconds
 per item and the speed-up against the fixed-step baseline. Rows of one mode are only comparable
 within one run: they share the machine's load.
 """
@@ -31,6 +33,7 @@ from evotoken_core.eval.cli import (EvalError, base_settings, configure_parser, 
                                     task_files)
 from evotoken_core.eval.datasets import DatasetError, load_items
 from evotoken_core.eval.harness import RunResult, evaluate_task, plan_runs
+from evotoken_core.eval.paired import compare
 from evotoken_core.flags import comma_list
 
 
@@ -40,13 +43,14 @@ class Config:
     changes: dict
 
 
-def configs(thresholds: list[float]) -> list[Config]:
-    rows = [Config("exact, fixed steps", {"early_end": False, "cache": "none", "threshold": None}),
-            Config("exact", {"cache": "none", "threshold": None})]
-    rows += [Config(f"threshold {t:g}", {"cache": "none", "threshold": t}) for t in thresholds]
-    rows += [Config("prefix cache", {"cache": "prefix", "threshold": None}),
-             Config("dual cache", {"cache": "dual", "threshold": None})]
-    rows += [Config(f"dual cache + threshold {t:g}", {"cache": "dual", "threshold": t}) for t in thresholds]
+def configs(thresholds: list[float], refreshes: list[int] = ()) -> list[Config]:
+    off = {"cache": "none", "threshold": None, "cache_refresh": 0}
+    rows = [Config("exact, fixed steps", off | {"early_end": False}), Config("exact", off)]
+    rows += [Config(f"threshold {t:g}", off | {"threshold": t}) for t in thresholds]
+    for cache in ("prefix", "dual"):
+        rows.append(Config(f"{cache} cache", off | {"cache": cache}))
+        rows += [Config(f"{cache} cache, refresh {r}", off | {"cache": cache, "cache_refresh": r}) for r in refreshes]
+    rows += [Config(f"dual cache + threshold {t:g}", off | {"cache": "dual", "threshold": t}) for t in thresholds]
     return rows
 
 
@@ -64,7 +68,7 @@ def measure(args) -> list[dict]:
         for run in plan_runs(args.decoding, args.alpha_soft_mask[:1]):
             exact: RunResult | None = None
             baseline_s = None
-            for config in configs(args.thresholds):
+            for config in configs(args.thresholds, args.cache_refreshes):
                 settings = base.with_(**config.changes)
                 start = time.perf_counter()
                 (result,) = evaluate_task(task, items, [run], settings, generator)
@@ -72,14 +76,19 @@ def measure(args) -> list[dict]:
                 if config.name == "exact":
                     exact = result
                 baseline_s = baseline_s or seconds
-                same = (None if exact is None else
-                        sum(a["output"] == b["output"] for a, b in zip(result.records, exact.records)))
+                paired = None if exact is None else compare(
+                    [r["correct"] for r in result.records], [r["correct"] for r in exact.records],
+                    [r["output"] for r in result.records], [r["output"] for r in exact.records])
+                same = None if paired is None else paired.same_output
                 tokens = answer_tokens(tokenizer, result)
                 rows.append({
                     "task": task, "mode": run.mode, "alpha": run.alpha, "config": config.name,
                     "accuracy": result.accuracy, "n": result.n,
                     "delta_points": None if exact is None else 100 * (result.accuracy - exact.accuracy),
                     "same_as_exact": same, "mean_nfe": result.mean_nfe,
+                    "ci_points": None if paired is None else [100 * paired.ci_low, 100 * paired.ci_high],
+                    "mcnemar_p": None if paired is None else paired.mcnemar_p,
+                    "discordant": None if paired is None else [paired.only_a, paired.only_b],
                     "tokens_per_s": tokens / seconds, "s_per_item": seconds / max(1, result.n),
                     "speedup": baseline_s / seconds, "model": model_ref,
                 })
@@ -90,13 +99,17 @@ def measure(args) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| task | mode | configuration | accuracy | vs exact | same as exact | forwards/answer "
-             "| answer tok/s | s/item | speed-up |", "|" + "---|" * 10]
+    lines = ["| task | mode | configuration | accuracy | vs exact (95% paired CI) | McNemar p | same as exact "
+             "| forwards/answer | answer tok/s | s/item | speed-up |", "|" + "---|" * 11]
     for r in rows:
         delta = "" if r["delta_points"] is None else f"{r['delta_points']:+.1f}"
+        if r.get("ci_points") is not None:
+            delta += f" [{r['ci_points'][0]:+.1f}, {r['ci_points'][1]:+.1f}]"
+        p = "" if r.get("mcnemar_p") is None else f"{r['mcnemar_p']:.2g}"
         same = "" if r["same_as_exact"] is None else f"{r['same_as_exact']}/{r['n']}"
-        lines.append(f"| {r['task']} | {r['mode']} | {r['config']} | {100 * r['accuracy']:.1f}% | {delta} | {same} "
-                     f"| {r['mean_nfe']:.1f} | {r['tokens_per_s']:.1f} | {r['s_per_item']:.3f} | {r['speedup']:.2f}x |")
+        lines.append(f"| {r['task']} | {r['mode']} | {r['config']} | {100 * r['accuracy']:.1f}% | {delta} | {p} "
+                     f"| {same} | {r['mean_nfe']:.1f} | {r['tokens_per_s']:.1f} | {r['s_per_item']:.3f} "
+                     f"| {r['speedup']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -106,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_parser(parser)
     parser.add_argument("--thresholds", type=comma_list(float), default=[0.9],
                         help="confidence thresholds to try, alone and with the dual cache")
+    parser.add_argument("--cache-refreshes", type=comma_list(int), default=[],
+                        help="cache_refresh intervals to try with each cache, e.g. 4,8")
     parser.set_defaults(batch_size=1)
     args = parser.parse_args(argv)
     try:

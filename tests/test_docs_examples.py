@@ -48,13 +48,8 @@ NOT_RUN = {
         "docs/training.md runs it on runs/cts, a model the reader trains",
 }
 # prompt the shipped model answers wrong -> the prompt proposed in its place (lead's files)
-AWAITING_DOC_CHANGE = {
-    "Sort 5, 2, 9.": "Sort these numbers: 41, 7, 23.",
-    "Reverse the word lamp.": "Reverse the letters: l-a-m-p.",
-    "What is 12 + 30?": "Tom has 12 apples. He buys 8 more. How many apples does Tom have now?",
-}
-AWAITING_ANSWERS = {"Sort 5, 2, 9.": ("sort", "2, 5, 9"), "Reverse the word lamp.": ("reverse", "pmal"),
-                    "What is 12 + 30?": ("arithmetic", "42")}
+AWAITING_DOC_CHANGE: dict[str, str] = {}
+AWAITING_ANSWERS: dict[str, tuple[str, str]] = {}
 
 _LITERALS = r'((?:"(?:[^"\\\n]|\\.)*"\s*)+)'  # one string literal, or several side by side
 

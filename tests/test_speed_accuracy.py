@@ -14,14 +14,16 @@ def test_rows_compare_each_speed_up_with_exact_decoding(tiny_checkpoint, capsys,
     try:
         code = main(["--model", str(tiny_checkpoint), "--task", "arith", "--limit", "3", "--device", "cpu",
                      "--gen-length", "8", "--block-length", "4", "--steps", "4", "--threads", "1",
-                     "--decoding", "evotoken,hard_mask", "--thresholds", "0.5,0.9", "--no-progress",
+                     "--decoding", "evotoken,hard_mask", "--thresholds", "0.5,0.9", "--cache-refreshes", "1",
+                     "--no-progress",
                      "--json", "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(before)
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows == json.loads((tmp_path / "speed_accuracy.json").read_text())
-    names = ["exact, fixed steps", "exact", "threshold 0.5", "threshold 0.9", "prefix cache", "dual cache",
+    names = ["exact, fixed steps", "exact", "threshold 0.5", "threshold 0.9", "prefix cache",
+             "prefix cache, refresh 1", "dual cache", "dual cache, refresh 1",
              "dual cache + threshold 0.5", "dual cache + threshold 0.9"]
     for mode in ("evotoken", "hard_mask"):
         mine = {r["config"]: r for r in rows if r["mode"] == mode}
@@ -30,6 +32,10 @@ def test_rows_compare_each_speed_up_with_exact_decoding(tiny_checkpoint, capsys,
         assert fixed["mean_nfe"] == 4 and fixed["speedup"] == 1.0 and fixed["delta_points"] is None
         # early end never changes an answer, and every row is scored against exact decoding
         assert exact["same_as_exact"] == 3 and exact["delta_points"] == 0.0
+        assert exact["mcnemar_p"] == 1.0 and exact["ci_points"] == [0.0, 0.0] and exact["discordant"] == [0, 0]
+        # refreshing at every step is exact decoding, answer for answer
+        for cache in ("prefix", "dual"):
+            assert mine[f"{cache} cache, refresh 1"]["same_as_exact"] == 3
         assert exact["mean_nfe"] <= fixed["mean_nfe"]
         for r in mine.values():
             assert r["n"] == 3 and r["tokens_per_s"] >= 0 and r["s_per_item"] > 0
