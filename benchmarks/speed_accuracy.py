@@ -10,6 +10,7 @@ the other on the same machine:
 - `exact, fixed steps`: the published loop's schedule (no early end): the speed baseline;
 - `exact`: early end-of-text exit, which leaves every answer unchanged;
 - `threshold T`: confidence-threshold parallel unmasking (plus early end);
+- `threshold T, stable`: the same, passing only candidates the previous step proposed too;
 - `prefix cache` / `dual cache`: the approximate K/V caches (plus early end);
 - `prefix cache, refresh R` / `dual cache, refresh R` (`--cache-refreshes`): the caches with the
   whole canvas recomputed every R-th step of a block too;
@@ -44,9 +45,10 @@ class Config:
 
 
 def configs(thresholds: list[float], refreshes: list[int] = ()) -> list[Config]:
-    off = {"cache": "none", "threshold": None, "cache_refresh": 0}
+    off = {"cache": "none", "threshold": None, "cache_refresh": 0, "threshold_stable": False}
     rows = [Config("exact, fixed steps", off | {"early_end": False}), Config("exact", off)]
     rows += [Config(f"threshold {t:g}", off | {"threshold": t}) for t in thresholds]
+    rows += [Config(f"threshold {t:g}, stable", off | {"threshold": t, "threshold_stable": True}) for t in thresholds]
     for cache in ("prefix", "dual"):
         rows.append(Config(f"{cache} cache", off | {"cache": cache}))
         rows += [Config(f"{cache} cache, refresh {r}", off | {"cache": cache, "cache_refresh": r}) for r in refreshes]

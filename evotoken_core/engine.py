@@ -207,6 +207,7 @@ class Engine:
         return refine(self.batch.t, self.batch.gen_ids, region, logits, window, samplers, self.ids, self.batch.K,
                       any_evotoken=any(r.settings.evotoken for r in rows),
                       any_min_tokens=any(r.settings.min_tokens > 0 for r in rows),
+                      any_stable=any(r.settings.threshold_stable and r.settings.threshold is not None for r in rows),
                       want_detail=any(r.request.want_steps for r in rows))
 
     def _emit(self, out: StepOutcome) -> list[StepRecord]:

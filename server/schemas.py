@@ -55,6 +55,7 @@ class _GenerationRequest(BaseModel):
     alpha_soft_mask: StrictFloat | None = None
     remasking: Literal[REMASKING_RULES] | None = None
     threshold: StrictFloat | None = None
+    threshold_stable: bool | None = None
     decoding: Literal[DECODING_MODES] | None = None
     cache: Literal[CACHE_MODES] | None = None
     cache_refresh: StrictInt | None = None

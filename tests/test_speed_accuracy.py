@@ -22,7 +22,8 @@ def test_rows_compare_each_speed_up_with_exact_decoding(tiny_checkpoint, capsys,
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows == json.loads((tmp_path / "speed_accuracy.json").read_text())
-    names = ["exact, fixed steps", "exact", "threshold 0.5", "threshold 0.9", "prefix cache",
+    names = ["exact, fixed steps", "exact", "threshold 0.5", "threshold 0.9", "threshold 0.5, stable",
+             "threshold 0.9, stable", "prefix cache",
              "prefix cache, refresh 1", "dual cache", "dual cache, refresh 1",
              "dual cache + threshold 0.5", "dual cache + threshold 0.9"]
     for mode in ("evotoken", "hard_mask"):
@@ -57,4 +58,4 @@ def test_markdown_table_is_printed_without_json(tiny_checkpoint, capsys):
         torch.set_num_threads(before)
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("| task | mode | configuration |")
-    assert out.count("\n| arith | hard_mask |") == 6  # fixed, exact, threshold 0.9, prefix, dual, dual + 0.9
+    assert out.count("\n| arith | hard_mask |") == 7  # fixed, exact, threshold 0.9 (plain, stable), prefix, dual, dual + 0.9

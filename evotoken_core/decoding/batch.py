@@ -96,6 +96,7 @@ class BatchState:
             k_soft=row([x.k_soft for x in s], torch.long),
             alpha=row([x.alpha_soft_mask for x in s], self.prob_dtype),
             threshold=row([float("nan") if x.threshold is None else x.threshold for x in s], self.prob_dtype),
+            threshold_stable=row([x.threshold_stable for x in s], torch.bool),
             evotoken=row([x.evotoken for x in s], torch.bool),
             early_end=row([x.early_end for x in s], torch.bool),
             min_tokens=row([x.min_tokens for x in s], torch.long),
@@ -106,6 +107,7 @@ class BatchState:
             top_w=torch.zeros((n, G, K), dtype=self.prob_dtype, device=dev),
             cur_w=torch.ones((n, G), dtype=self.prob_dtype, device=dev),
             soft_on=torch.zeros((n, G), dtype=torch.bool, device=dev),
+            proposal=torch.full((n, G), -1, dtype=torch.long, device=dev),
             kv=self._kv_new(n, P, G) if wants_kv else None,
         )
 

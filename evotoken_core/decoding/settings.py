@@ -64,6 +64,11 @@ class DecodeSettings:
     threshold: float | None = knob(
         None, Range(float, low=0, high=1, low_open=True, optional=True),
         "confidence threshold for parallel unmasking (none: a fixed count per step)", extra=True, off=None)
+    # Threshold unmasking that allows for revision: a position passes the threshold only if its
+    # candidate is also the one the previous step proposed there. See docs/caching.md.
+    threshold_stable: bool = knob(False, Range(bool), "with a threshold: unmask a position by it only when "
+                                  "its candidate equals the previous step's (the most confident one is "
+                                  "always unmasked)", extra=True, off=False)
     decoding: str = knob("evotoken", Range(str, choices=DECODING_MODES),
                          "decoding: EvoToken soft tokens, or the plain hard-mask baseline", extra=True)
     seed: int | None = knob(None, Range(int, low=0, high=2**63, high_open=True, optional=True,

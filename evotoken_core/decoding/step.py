@@ -56,11 +56,22 @@ def propose(logits_b: torch.Tensor, lse_b: torch.Tensor, samplers) -> tuple[torc
     return x0, conf
 
 
-def select(conf: torch.Tensor, masked_b: torch.Tensor, t: BatchTensors) -> torch.Tensor:
+def select(conf: torch.Tensor, masked_b: torch.Tensor, x0: torch.Tensor, window: BlockWindow, t: BatchTensors,
+           any_stable: bool) -> torch.Tensor:
     """Step 4: the masked block positions (B, W) decoded now, by the schedule's count or by
-    the confidence threshold."""
+    the confidence threshold. With `threshold_stable`, the threshold only passes a candidate
+    the previous step proposed too (a token EvoToken would still revise is not taken early),
+    and the single most confident position is always decoded."""
     count = transfer_count_at(t.block_len, t.steps_per_block, t.step_in_block)     # (B,)
-    return unmask_selection(conf, masked_b, count, t.threshold)
+    picked = unmask_selection(conf, masked_b, count, t.threshold)
+    if not any_stable:
+        return picked
+    stable = t.proposal.gather(1, window.cols) == x0                                 # (B, W)
+    none = torch.full_like(t.threshold, float("nan"))
+    top1 = unmask_selection(conf, masked_b, torch.ones_like(count), none)
+    by_stable = (masked_b & stable & (conf >= t.threshold[:, None])) | top1
+    use = t.threshold_stable & ~torch.isnan(t.threshold)
+    return torch.where(use[:, None], by_stable, picked)
 
 
 def revise(conf: torch.Tensor, masked_b: torch.Tensor, window: BlockWindow, t: BatchTensors) -> torch.Tensor:
@@ -71,17 +82,19 @@ def revise(conf: torch.Tensor, masked_b: torch.Tensor, window: BlockWindow, t: B
 
 
 def write_block(gen: torch.Tensor, update_b: torch.Tensor, x0: torch.Tensor, conf: torch.Tensor,
-                window: BlockWindow, t: BatchTensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                window: BlockWindow, t: BatchTensors) -> tuple[torch.Tensor, ...]:
     """Step 5: window values (B, W) written onto the generated positions (B, G). Returns the
-    new ids, the new stored confidence, and which positions are in the block (B, G)."""
+    new ids, the new stored confidence, which positions are in the block, and the block's
+    candidates x0 on the generated positions (B, G)."""
     B, G = gen.shape
     W = update_b.shape[1]
     rel = torch.arange(G, device=gen.device) - window.start[:, None]                 # (B, G)
     in_block = (rel >= 0) & (rel < t.block_len[:, None])
     rel = rel.clamp(0, W - 1)
     update = in_block & update_b.gather(1, rel)
-    gen = torch.where(update, x0.gather(1, rel), gen)
-    return gen, torch.where(update, conf.gather(1, rel), t.conf), in_block
+    x0_g = x0.gather(1, rel)
+    gen = torch.where(update, x0_g, gen)
+    return gen, torch.where(update, conf.gather(1, rel), t.conf), in_block, x0_g
 
 
 def soft_state(logits_r, lse_r, region, masked_g: torch.Tensor, window: BlockWindow, t: BatchTensors,
@@ -156,7 +169,8 @@ class StepOutcome:
 
 
 def refine(t: BatchTensors, gen: torch.Tensor, region, logits: torch.Tensor, window: BlockWindow, samplers,
-           ids: SpecialIds, k_max: int, any_evotoken: bool, any_min_tokens: bool, want_detail: bool) -> StepOutcome:
+           ids: SpecialIds, k_max: int, any_evotoken: bool, any_min_tokens: bool, any_stable: bool,
+           want_detail: bool) -> StepOutcome:
     """Steps 2-7 for every row, from the model's logits over the region (B, N, V). Changes
     nothing it was given: the caller commits the outcome once it exists whole."""
     logits_r = prepare_logits(logits, ids.mask)                                      # (B, N, V)
@@ -167,14 +181,16 @@ def refine(t: BatchTensors, gen: torch.Tensor, region, logits: torch.Tensor, win
     lse_b = lse_r.gather(1, region.block_index)                                      # (B, W)
     x0, conf = propose(logits_b, lse_b, samplers)
     masked_b = (gen.gather(1, window.cols) == ids.mask) & window.valid
-    update_b = select(conf, masked_b, t) | revise(conf, masked_b, window, t)
-    gen, conf_g, in_block = write_block(gen, update_b, x0, conf, window, t)
+    update_b = select(conf, masked_b, x0, window, t, any_stable) | revise(conf, masked_b, window, t)
+    gen, conf_g, in_block, x0_g = write_block(gen, update_b, x0, conf, window, t)
     masked_g = (gen == ids.mask) & (torch.arange(gen.shape[1], device=gen.device) < t.gen_len[:, None])
     changes, state, lift = {"conf": conf_g}, None, region.lifter(gen.shape[1])
     if any_evotoken:
         state, soft_r = soft_state(logits_r, lse_r, region, masked_g, window, t, k_max)
         changes.update(top_ids=lift(state.top_ids, t.top_ids), top_w=lift(state.top_w, t.top_w),
                        cur_w=lift(state.cur_w, t.cur_w), soft_on=lift(soft_r, t.soft_on))
+    if any_stable:  # the block's candidates, and the greedy ones wherever else the model ran
+        changes["proposal"] = torch.where(in_block, x0_g, lift(logits_r.argmax(-1), t.proposal))
     progress = advance_blocks(gen, masked_g, in_block, window, t, ids.ends, ids.fill)
     changes.update(block=progress.block, step_in_block=progress.step_in_block, nfe=t.nfe + 1)
     new = replace(t, **changes)

@@ -37,6 +37,7 @@ class BatchTensors:
     k_soft: torch.Tensor = _row(1)
     alpha: torch.Tensor = _row(0.0)
     threshold: torch.Tensor = _row(float("nan"))  # NaN: unmask a scheduled count instead
+    threshold_stable: torch.Tensor = _row(False)
     evotoken: torch.Tensor = _row(False)
     early_end: torch.Tensor = _row(True)
     min_tokens: torch.Tensor = _row(0)
@@ -52,6 +53,7 @@ class BatchTensors:
     top_w: torch.Tensor = _gen(0.0)          # (B, G, K)
     cur_w: torch.Tensor = _gen(1.0)          # (B, G) weight of the position's own token
     soft_on: torch.Tensor = _gen(False)      # (B, G) fed as a soft token at the next step
+    proposal: torch.Tensor = _gen(-1)        # (B, G) the candidate the last step proposed there
     kv: torch.Tensor | None = field(default=None, metadata={"layout": "kv", "fill": 0})
 
     @classmethod
