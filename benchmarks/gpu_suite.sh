@@ -3,7 +3,7 @@
 #   benchmarks/gpu_suite.sh [OUT_DIR]
 # A random-weight model of LLaDA-8B-Instruct's shape in bfloat16 (no download): the reference
 # loop against the engine at gen 256 / block 32, batch 1, 8 and 32, with and without the
-# prefix/dual cache. Batch 1 is bound by reading the ~16 GB of weights once per forward:
+# prefix/dual cache, the refreshed caches and stable threshold unmasking. Batch 1 is bound by reading the ~16 GB of weights once per forward:
 # divide 16 GB by `ms_per_step` and by the card's memory bandwidth for the fraction reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,12 @@ for cache in prefix dual; do
   bench --requests 32 --concurrency 1,8,32 --no-early-end --cache "$cache" > "$out/cache_$cache.json"
 done
 bench --requests 32 --concurrency 1,8,32 --no-early-end --decoding hard_mask > "$out/hard_mask.json"
+# the soft-token policies (docs/caching.md): a cache refreshed every 4th step of a block, and
+# threshold unmasking that waits for a candidate to repeat
+for cache in prefix dual; do
+  bench --requests 32 --concurrency 1,8,32 --no-early-end --cache "$cache" --cache-refresh 4 \
+    > "$out/cache_${cache}_refresh4.json"
+done
+bench --requests 32 --concurrency 1,8,32 --no-early-end --threshold 0.9 --threshold-stable \
+  > "$out/threshold_stable.json"
 echo "wrote $out"
