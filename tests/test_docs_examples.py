@@ -3,8 +3,7 @@ menu is sent to the embedded demo model through the real server at its defaults 
 names only the model and the message), and the reply must be the answer the docs show or imply.
 
 A prompt found in the docs must have an entry here: its answer (`EXPECTED`), or why it is not run
-(`NOT_RUN`), or, while a doc change is proposed, the prompt that should replace it
-(`AWAITING_DOC_CHANGE`, an expected failure that turns into a failure once the model answers it).
+(`NOT_RUN`).
 """
 
 from __future__ import annotations
@@ -47,10 +46,6 @@ NOT_RUN = {
     "Tom has 3 bags with 4 apples in each. How many apples does Tom have?" + MATH:
         "docs/training.md runs it on runs/cts, a model the reader trains",
 }
-# prompt the shipped model answers wrong -> the prompt proposed in its place (lead's files)
-AWAITING_DOC_CHANGE: dict[str, str] = {}
-AWAITING_ANSWERS: dict[str, tuple[str, str]] = {}
-
 _LITERALS = r'((?:"(?:[^"\\\n]|\\.)*"\s*)+)'  # one string literal, or several side by side
 
 
@@ -103,11 +98,10 @@ def test_the_collector_reads_every_form_of_example():
 def test_every_prompt_in_the_docs_and_the_playground_is_checked_here():
     where = all_prompts()
     assert len(where) >= 8
-    known = EXPECTED.keys() | NOT_RUN.keys() | AWAITING_DOC_CHANGE.keys()
+    known = EXPECTED.keys() | NOT_RUN.keys()
     unknown = {p: files for p, files in where.items() if p not in known}
     assert not unknown, f"give these prompts their expected answer in this file: {unknown}"
     assert all(p in EXPECTED for p in playground_prompts()), "the playground's examples must be right today"
-    assert all(new in EXPECTED for new in AWAITING_DOC_CHANGE.values())
 
 
 def test_the_playground_doc_lists_the_examples_the_page_offers():
@@ -122,7 +116,7 @@ def answers():
     from tests.server_harness import Harness
 
     harness = Harness(Settings(served_model_name="evotoken", threads=1))
-    prompts = list(EXPECTED) + list(AWAITING_DOC_CHANGE)
+    prompts = list(EXPECTED)
     try:
         replies = harness.post_all("/v1/chat/completions", [
             {"model": "evotoken", "messages": [{"role": "user", "content": p}]} for p in prompts])
@@ -144,12 +138,4 @@ def is_right(kind: str, gold: str, text: str, prompt: str) -> bool:
 @pytest.mark.parametrize("prompt", list(EXPECTED))
 def test_the_demo_model_answers_the_example_right(answers, prompt):
     kind, gold = EXPECTED[prompt]
-    assert is_right(kind, gold, answers[prompt], prompt), answers[prompt]
-
-
-@pytest.mark.parametrize("prompt", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"answered wrong today; docs to use {new!r}"))
-    for p, new in AWAITING_DOC_CHANGE.items()])
-def test_examples_awaiting_a_doc_change(answers, prompt):
-    kind, gold = AWAITING_ANSWERS[prompt]
     assert is_right(kind, gold, answers[prompt], prompt), answers[prompt]
