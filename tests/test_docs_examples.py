@@ -46,6 +46,7 @@ NOT_RUN = {
     "Tom has 3 bags with 4 apples in each. How many apples does Tom have?" + MATH:
         "docs/training.md runs it on runs/cts, a model the reader trains",
 }
+
 _LITERALS = r'((?:"(?:[^"\\\n]|\\.)*"\s*)+)'  # one string literal, or several side by side
 
 
