@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import torch
 
 from .decoding.batch import BatchState
-from .decoding.records import DecodeRequest, StepRecord, TokenState
-from .decoding.rules import compute_dtype
+from .decoding.records import DecodeRequest, StepRecord
 from .decoding.settings import SettingsError
 from .decoding.step import BlockWindow, SpecialIds, StepOutcome, block_window, refine
 from .model.loading import LoadedModel
+from .model.modeling import compute_dtype
 from .runner import ModelRunner
 from .scheduler import Scheduler
 

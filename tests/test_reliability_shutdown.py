@@ -10,7 +10,6 @@ running out is tested in-process, on `server.shutdown.drain`, in test_reliabilit
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time

@@ -22,7 +22,7 @@ from evotoken_core.model import load_model
 from evotoken_core.text import TextAssembler
 from evotoken_core.training.config import CTSConfig, PretrainConfig
 from evotoken_core.training.cts import cts_unroll, make_plan
-from evotoken_core.training.cts_train import cts_loss_fn, run_cts
+from evotoken_core.training.cts_train import cts_loss_fn
 from evotoken_core.training.encoding import SpecialIds
 from evotoken_core.training.loop import Trainer, step_generator
 from evotoken_core.training.pretrain import load_start, new_model, pretrain_loss_fn, run_pretrain

@@ -56,10 +56,6 @@ class BatchTensors:
     proposal: torch.Tensor = _gen(-1)        # (B, G) the candidate the last step proposed there
     kv: torch.Tensor | None = field(default=None, metadata={"layout": "kv", "fill": 0})
 
-    @classmethod
-    def laid_out(cls, layout: str) -> list[str]:
-        return [f.name for f in fields(cls) if f.metadata["layout"] == layout]
-
     def select(self, index: torch.Tensor) -> BatchTensors:
         """The rows at `index`, in that order."""
         return replace(self, **{f.name: _opt(getattr(self, f.name), lambda t: t.index_select(0, index))
