@@ -77,7 +77,7 @@ class ModelRunner:
         if full:
             parts.append((full, *self._full(b, emb, rows, settings, full, block_cols, block_valid)))
         if cached:
-            parts.append((cached, *self._cached(b, emb, rows, settings, cached, block_cols, block_valid)))
+            parts.append((cached, *self._cached(b, emb, rows, settings, cached, window)))
         if len(parts) == 1:
             return Region(*parts[0][1:])
         N = max(p[1].shape[1] for p in parts)
@@ -122,7 +122,8 @@ class ModelRunner:
             b.t.kv[idx, layer, 0, :, :L] = k.to(b.t.kv.dtype)
             b.t.kv[idx, layer, 1, :, :L] = v.to(b.t.kv.dtype)
 
-    def _cached(self, b, emb, rows, settings, index, block_cols, block_valid):
+    def _cached(self, b, emb, rows, settings, index, window: BlockWindow):
+        block_cols, block_valid = window.cols, window.valid
         t, P, G, dev = b.t, b.P, b.G, b.device
         L = P + G
         everyone = len(index) == len(rows)
@@ -135,7 +136,7 @@ class ModelRunner:
         else:
             Q = W
         q = torch.arange(Q, device=dev)
-        start = pick(t.block * t.block_len)[:, None]
+        start = pick(window.start)[:, None]
         gen_cols = start + q                                                  # (C, Q)
         dual = torch.tensor([settings[i].cache == "dual" for i in index], device=dev)[:, None]
         limit = torch.where(dual, start + pick(t.block_len)[:, None], pick(t.gen_len)[:, None])

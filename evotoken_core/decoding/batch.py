@@ -27,7 +27,7 @@ class Row:
     steps_done: int = 0
     block: int = 0               # host copy of the row's current block
     cache_fresh: bool = False    # its K/V cache was refreshed in this block (cache modes only)
-    block_step: int = 0          # steps done in the current block
+    block_step: int = 0          # host copy of the row's steps done in the current block
 
     @property
     def settings(self):
@@ -42,7 +42,7 @@ class Row:
         does the canvas outside the block stay what exact decoding feeds for the rest of the
         block. `cache_refresh` r adds every r-th step.
         """
-        s = self.request.settings
+        s = self.settings
         if s.cache == "none" or not self.cache_fresh:
             return True
         if s.cache_refresh and self.block_step % s.cache_refresh == 0:
@@ -152,15 +152,14 @@ class BatchState:
         """One record per row from this step's results (moved to the CPU together); rows
         that finished leave the batch."""
         gen_c, states_c = gen.cpu(), states.cpu()
-        meta = torch.stack([confirmed, finished.long(), block_before, self.t.nfe, self.t.block], 1).tolist()
+        meta = torch.stack([confirmed, finished.long(), block_before, self.t.nfe, self.t.block,
+                            self.t.step_in_block], 1).tolist()
         records, keep = [], []
         for i, row in enumerate(self.rows):
             s, rid = row.settings, row.request.request_id
-            conf_i, fin, blk, nfe, block_after = meta[i]
+            conf_i, fin, blk, nfe, block_after, row.block_step = meta[i]
             if block_after != row.block:
-                row.block, row.cache_fresh, row.block_step = block_after, False, 0
-            else:
-                row.block_step += 1
+                row.block, row.cache_fresh = block_after, False
             G = s.gen_length
             rec = StepRecord(rid, row.steps_done, blk, nfe, gen_c[i, :G], states_c[i, :G], conf_i,
                              blk * s.block_length, (blk + 1) * s.block_length)
