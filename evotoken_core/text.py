@@ -22,11 +22,6 @@ class TextAssembler:
         self.finish_reason: str | None = None  # "stop" | "length" once settled
         self.completion_ids: list[int] = []
 
-    def ignore_end_tokens(self) -> None:
-        """Keep the text past end tokens (a request's `ignore_eos`): the answer ends only at
-        max_tokens or a stop string."""
-        self.end_ids = set()
-
     @property
     def done(self) -> bool:
         """True once the answer is settled; later records cannot change it."""

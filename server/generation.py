@@ -75,9 +75,6 @@ class Generation:
 
     def __post_init__(self):
         self._by_row = {c.row.request_id: c for c in self.choices}
-        for c in self.choices:
-            if c.row.settings.ignore_eos:  # the answer runs past end tokens, up to max_tokens
-                c.assembler.ignore_end_tokens()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:

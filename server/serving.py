@@ -95,8 +95,9 @@ class Serving:
                     want_steps=bool(body.stream_steps))
                 if j == 0:
                     self._validate(row, prompt_param if len(prompts) == 1 else f"{prompt_param}.{p}", body)
-                assembler = TextAssembler(self.loaded.tokenizer, self.loaded.end_ids, max_tokens,
-                                          body.stop_strings)
+                # with ignore_eos the answer runs past end tokens, up to max_tokens
+                ends = () if settings.ignore_eos else self.loaded.end_ids
+                assembler = TextAssembler(self.loaded.tokenizer, ends, max_tokens, body.stop_strings)
                 choices.append(Choice(p * n + j, row, len(prompt_ids), assembler))
         return choices, sum(len(p) for p in prompts)
 
