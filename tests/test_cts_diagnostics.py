@@ -73,7 +73,7 @@ def test_diagnostics_are_finite_in_range_and_consistent():
     values = measure(tiny_model(), d, IDS.mask, unroll_steps=3, k_soft=3)
     assert 0 <= values["self_copy"] <= 1
     assert len(values["kept_ce_steps"]) == 3 and len(values["step_losses"]) == 3
-    for v in (*values["kept_ce_steps"], *values["step_losses"], values["masked_ce"]):
+    for v in (*values["kept_ce_steps"], *values["step_losses"], values["masked_ce"], values["suffix_ce"]):
         assert math.isfinite(v) and v >= 0
     assert values["kept_ce"] == values["kept_ce_steps"][0]
     assert values["kept_ce_rise"] == pytest.approx(values["kept_ce_steps"][-1] - values["kept_ce_steps"][0])

@@ -88,6 +88,34 @@ def test_cts_steps_reduce_the_loss_on_a_fixed_micro_batch(tmp_path, pretrained, 
     assert losses[-1] < losses[0] - 0.1, losses
 
 
+def test_the_anchor_adds_the_pretraining_loss_of_the_same_batch(tmp_path, pretrained, tiny_tokenizer):
+    """anchor_weight w: loss = CTS loss + w × the masked-diffusion loss of that step's batch,
+    its noise drawn from the step's generator after the plan (so resuming replays it)."""
+    from evotoken_core.model.modeling import LLaDAModelLM
+    from evotoken_core.training.diffusion import add_mask_noise, diffusion_loss
+
+    base = {k: v for k, v in MICRO.items() if k not in ("d_model", "n_layers", "n_heads", "mlp_hidden_size",
+                                                        "number_init")}
+    model = LLaDAModelLM.from_pretrained(pretrained, dtype=torch.float64).eval()
+    outputs = {}
+    for w in (0.0, 0.5):
+        cfg = CTSConfig(**base, base=str(pretrained), out=str(tmp_path / "cts"), full=True, block_lengths="8,16",
+                        anchor_weight=w, anchor_suffix_share=0.5)
+        source = fixed_source(EXAMPLES, tiny_tokenizer, cfg)
+        with torch.no_grad():
+            outputs[w] = cts_loss_fn(model, source, cfg, torch.device("cpu"))(3)
+    batch = source.batch(3)
+    generator = step_generator(cfg.seed, 3, torch.device("cpu"))
+    make_plan(batch, step_rng(cfg.seed, 3, "cts"), generator, [8, 16], [1, 2, 4, 8], (0.5, 1.0), unroll_steps=4)
+    noised = add_mask_noise(batch, model.config.mask_token_id, cfg.mask_eps, generator, 0.5)
+    with torch.no_grad():
+        expected = float(diffusion_loss(model(input_ids=noised.noisy_ids).logits, batch, noised))
+    assert expected > 0.1 and "anchor" not in outputs[0.0].metrics
+    assert outputs[0.5].metrics["anchor"] == pytest.approx(expected, rel=1e-6)
+    assert float(outputs[0.5].loss) == pytest.approx(float(outputs[0.0].loss) + 0.5 * expected, rel=1e-6)  # float32 CE
+    assert outputs[0.5].tokens == outputs[0.0].tokens * 5 // 4  # K + 1 forwards instead of K
+
+
 def test_pretrain_checkpoint_is_llada_format_and_loads(tmp_path, tiny_tokenizer):
     cfg = micro_pretrain(tmp_path)
     run_pretrain(cfg, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)

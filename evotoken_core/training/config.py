@@ -115,6 +115,9 @@ class CTSConfig(TrainConfig):
     alpha_max: float = 1.0
     block_lengths: str = "8,16,32,48"  # block length L, one value drawn per batch
     block_prefix_share: float = 0.0  # rows whose kept block positions are its first ones (0: published)
+    anchor_weight: float = 0.0     # + this × the masked-diffusion loss of the same batch (0: published)
+    anchor_suffix_share: float = 0.5  # that loss's suffix-masked rows (the base's last phases: 0.5)
+    mask_eps: float = 1e-3         # its mask ratio t is drawn from (mask_eps, 1]
     full: bool = False             # full fine-tune instead of LoRA
     lora_r: int = 128
     lora_alpha: int = 256
@@ -140,6 +143,9 @@ class CTSConfig(TrainConfig):
                   f"(unroll_steps {self.unroll_steps}, unmask_counts {self.unmask_counts})")
         _need(self.k_soft >= 1, "k_soft must be at least 1")
         _need(0 <= self.block_prefix_share <= 1, "block_prefix_share must be in [0, 1]")
+        _need(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0: no masked-diffusion term)")
+        _need(0 <= self.anchor_suffix_share <= 1, "anchor_suffix_share must be in [0, 1]")
+        _need(0 < self.mask_eps < 1, "mask_eps must be in (0, 1)")
         _need(0 <= self.alpha_min <= self.alpha_max <= 1, "need 0 <= alpha_min <= alpha_max <= 1")
         _need(self.lora_r >= 1, "lora_r must be at least 1")
         _need(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")

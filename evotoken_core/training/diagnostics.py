@@ -13,6 +13,10 @@ Three numbers say whether it has:
 - `later_excess`: the mean block loss of steps 1..K-1 minus step 0's, the extra loss the
   model's own soft states cost it.
 
+One more says what CTS must not cost: `suffix_ce`, the cross-entropy at the masked positions
+when each row's answer is given up to a point and masked after it (hard masks, no soft
+input), the state in which a decoder that writes in order predicts its next tokens.
+
 The batch and its plan are drawn once from fixed seeds, from the data's held-out split
 (arithmetic and Countdown problems whose keys fall in the test split), so every value of a
 run and of any model is measured on the same rows and the same plan.
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 
 from .config import CTSConfig, parse_ints, parse_task_weights
 from .cts import CTSPlan, cts_unroll, make_plan
+from .diffusion import add_mask_noise
 from .encoding import EncodedBatch, SpecialIds, collate, encode_pair
 
 DIAGNOSTIC_SEED = 20_261_129
@@ -110,6 +115,16 @@ def self_copy_rate(model, batch: EncodedBatch) -> float:
 
 
 @torch.no_grad()
+def suffix_ce(model, batch: EncodedBatch, mask_id: int) -> float:
+    """Cross-entropy at the masked positions of each row with its answer's last t-fraction
+    masked (t of a fixed seed), hard input."""
+    gen = torch.Generator(device=batch.input_ids.device).manual_seed(DIAGNOSTIC_SEED)
+    noised = add_mask_noise(batch, mask_id, 1e-3, gen, suffix_share=1.0)
+    logits = model(input_ids=noised.noisy_ids).logits
+    return _mean_ce(logits, batch.input_ids, noised.masked & (batch.weight >= 1))
+
+
+@torch.no_grad()
 def measure(model, dset: DiagnosticSet, mask_id: int, unroll_steps: int, k_soft: int) -> dict:
     """All diagnostics of `model` on `dset`, in eval mode (dropout off), float32."""
     was_training = model.training
@@ -118,6 +133,7 @@ def measure(model, dset: DiagnosticSet, mask_id: int, unroll_steps: int, k_soft:
         batch, plan = dset.batch, dset.plan
         with torch.autocast(batch.input_ids.device.type, enabled=False):
             copy = self_copy_rate(model, batch)
+            suffix = suffix_ce(model, batch, mask_id)
             result = cts_unroll(model, batch, plan, mask_id, unroll_steps, k_soft, record=True)
     finally:
         model.train(was_training)
@@ -133,6 +149,7 @@ def measure(model, dset: DiagnosticSet, mask_id: int, unroll_steps: int, k_soft:
         "kept_ce_steps": kept_steps,
         "kept_ce_rise": kept_steps[-1] - kept_steps[0],
         "masked_ce": _mean_ce(result.trace[0].logits, truth, masked0),
+        "suffix_ce": suffix,
         "block_loss": losses[0],
         "step_losses": losses,
         "later_excess": (sum(losses[1:]) / len(losses[1:]) - losses[0]) if len(losses) > 1 else 0.0,
@@ -144,7 +161,7 @@ def measure(model, dset: DiagnosticSet, mask_id: int, unroll_steps: int, k_soft:
 def format_line(step: int, d: dict) -> str:
     steps = " ".join(f"{v:.3f}" for v in d["kept_ce_steps"])
     return (f"diagnostics @ step {step}: self_copy {d['self_copy']:.4f}  kept_ce {d['kept_ce']:.4f} "
-            f"(steps {steps})  masked_ce {d['masked_ce']:.4f}  later_excess {d['later_excess']:+.4f}")
+            f"(steps {steps})  masked_ce {d['masked_ce']:.4f}  suffix_ce {d['suffix_ce']:.4f}  later_excess {d['later_excess']:+.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:

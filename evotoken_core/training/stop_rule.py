@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 # the diagnostics a rule may name (diagnostics.measure returns them)
-STOP_NAMES = ("self_copy", "kept_ce", "kept_ce_rise", "masked_ce", "later_excess", "block_loss")
+STOP_NAMES = ("self_copy", "kept_ce", "kept_ce_rise", "masked_ce", "suffix_ce", "later_excess", "block_loss")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _CONDITION = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
 
