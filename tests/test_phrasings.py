@@ -117,6 +117,17 @@ def test_held_out_rows_are_scored_right_by_the_newcomer_scorer():
             assert not score_newcomer(phrasings.NEWCOMER_KIND[kind], item.answer, item.gold + "1"), item
 
 
+def test_the_seen_and_unseen_phrasing_sets_split_by_template():
+    held_texts = [text for kind in phrasings.KINDS for t in phrasings.templates(kind, "test")
+                  for text in template_texts(kind, t)]
+    unseen = phrasings.make_test_set(40, seed=3)
+    seen = phrasings.make_test_set(40, seed=3, split="train")
+    assert {r["kind"] for r in seen} == {r["kind"] for r in unseen}
+    assert all(any(matches(text, r["question"]) for text in held_texts) for r in unseen)
+    assert not any(matches(text, r["question"]) for r in seen for text in held_texts)
+    assert not {r["question"] for r in seen} & phrasings.newcomer_questions()
+
+
 @pytest.mark.parametrize(("task", "level", "kinds"), [
     ("phrased", 1, {"bare", "story"}), ("phrased", 2, {"story"}),
     ("phrased_demo", 0, {"chat"}), ("phrased_demo", 1, {"sort", "reverse"}),

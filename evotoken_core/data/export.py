@@ -13,7 +13,8 @@ from .mixture import make_test_set
 
 # (task, rows, file name); the seed is fixed so the shipped files are reproducible byte for byte.
 TEST_SETS = [("arith", 300, "arith_test.jsonl"), ("countdown", 256, "countdown_test.jsonl"),
-             ("demo", 60, "demo_test.jsonl"), ("phrased", 80, "phrased_test.jsonl")]
+             ("demo", 60, "demo_test.jsonl"), ("phrased", 80, "phrased_test.jsonl"),
+             ("phrased_seen", 80, "phrased_seen_test.jsonl")]
 TEST_SEED = 2026
 
 

@@ -23,7 +23,7 @@ ARITH_STYLES = {"arith": "place_value", "arith_direct": "direct", "arith_split":
 # "phrased" the arithmetic, "phrased_demo" sorting, reversing and out-of-scope chat.
 TASK_LEVELS = {**{task: (0, 1, 2) for task in ARITH_STYLES}, "countdown": (1, 2), "demo": (0, 1),
                "phrased": (1, 2), "phrased_demo": (0, 1)}
-TEST_TASKS = ("arith", "countdown", "demo", "phrased")
+TEST_TASKS = ("arith", "countdown", "demo", "phrased", "phrased_seen")
 
 
 def _pick(rng: random.Random, weights: Mapping) -> object:
@@ -75,12 +75,13 @@ def make_test_set(task: str, n: int, seed: int = 1234) -> list[dict]:
     countdown: `{"input": "30,100,93", "output": "23"}`.
     demo: `{"task", "question", "answer"}` (sorting and reversing, scored by exact match).
     phrased: newcomer rows `{"kind", "question", "answer"}` from the held-out phrasings only
-    (score with `evotoken eval --task newcomer --data phrased_test.jsonl`).
+    (score with `evotoken eval --task newcomer --data phrased_test.jsonl`); phrased_seen: the
+    same from the trained phrasings (`phrased_seen_test.jsonl`).
     """
     if task not in TEST_TASKS:
         raise ValueError(f"unknown test task {task!r}; choose one of {', '.join(TEST_TASKS)}")
-    if task == "phrased":
-        return phrasings.make_test_set(n, seed)
+    if task in ("phrased", "phrased_seen"):
+        return phrasings.make_test_set(n, seed, "test" if task == "phrased" else "train")
     rng = random.Random(seed)
     rows: list[dict] = []
     seen: set[str] = set()

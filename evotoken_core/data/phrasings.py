@@ -188,17 +188,20 @@ def sample_example(rng: random.Random, level: int | None = None, task: str = "ph
     return TrainExample(item.question, item.answer, task, item.level)
 
 
-def make_test_set(n: int, seed: int = 1234) -> list[dict]:
-    """`n` distinct held-out rows in the newcomer layout `{"kind", "question", "answer"}`, from
-    the held-out templates only, so `evotoken eval --task newcomer --data FILE` scores them."""
+def make_test_set(n: int, seed: int = 1234, split: str = "test") -> list[dict]:
+    """`n` distinct rows in the newcomer layout `{"kind", "question", "answer"}`, so
+    `evotoken eval --task newcomer --data FILE` scores them: from the held-out templates only,
+    or with `split="train"` from the trained templates (seen phrasings, fresh numbers that a
+    training draw may also have made), the pair that says whether the model learned the skill
+    or the sentence."""
     rng = random.Random(seed)
     kinds = list(NEWCOMER_KIND)
     rows, seen = [], set()
     for _ in range(200 * n + 1000):
         if len(rows) == n:
             return rows
-        item = sample(rng, kinds[len(rows) % len(kinds)], "test")
+        item = sample(rng, kinds[len(rows) % len(kinds)], split)
         if item.question not in seen:
             seen.add(item.question)
             rows.append({"kind": NEWCOMER_KIND[item.kind], "question": item.question, "answer": item.gold})
-    raise ValueError(f"could not find {n} distinct held-out phrased items")
+    raise ValueError(f"could not find {n} distinct phrased items of the {split} templates")
