@@ -87,3 +87,25 @@ def test_merged_model_and_adapter_decode_the_same_tokens(trained, base, tiny_tok
 def test_the_tuned_model_recommends_the_decoding_of_its_base(trained, base):
     assert RecommendedDecoding.read(trained) == RecommendedDecoding.read(base)
     assert RecommendedDecoding.read(trained).block_length == 8
+
+
+def test_shipping_packs_the_adapter_for_the_pretrain_only_model_beside_it(trained, base, tmp_path, tiny_tokenizer):
+    from safetensors.torch import load_file
+
+    from evotoken_core.training.ship import ship
+
+    dest = tmp_path / "default_model"
+    report = ship(base, trained, dest)
+    stored = load_file(str(dest / "adapter" / "adapter_model.safetensors"))
+    assert stored and all(t.dtype == torch.float16 for t in stored.values())
+    config = json.loads((dest / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(dest / "pretrain_only") and config["r"] == 8
+    adapted = load_model(dest / "pretrain_only", device="cpu", lora=dest / "adapter").model
+    default = load_model(dest, device="cpu").model
+    plain = load_model(dest / "pretrain_only", device="cpu").model
+    ids = torch.randint(0, len(tiny_tokenizer), (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b, c = adapted(input_ids=ids).logits, default(input_ids=ids).logits, plain(input_ids=ids).logits
+    # both stored in float16, rounded apart: close to each other, far from the base
+    assert (a - b).abs().max() < 0.05 and report["adapter"]["max_logit_diff"] < 0.05
+    assert (b - c).abs().max() > 20 * (a - b).abs().max()
