@@ -250,7 +250,9 @@ def test_shipped_model_is_small_llada_format_with_a_model_card():
     assert json.loads((path / "config.json").read_text())["model_type"] == "llada"
     assert (path / "MODEL_CARD.md").is_file()
     total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    assert total <= 25 * 1024 * 1024
+    from evotoken_core.training.ship import MAX_BYTES
+
+    assert total <= MAX_BYTES
 
 
 @pytest.mark.parametrize("decoding", ["evotoken", "hard_mask"])
