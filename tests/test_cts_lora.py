@@ -109,3 +109,21 @@ def test_shipping_packs_the_adapter_for_the_pretrain_only_model_beside_it(traine
     # both stored in float16, rounded apart: close to each other, far from the base
     assert (a - b).abs().max() < 0.05 and report["adapter"]["max_logit_diff"] < 0.05
     assert (b - c).abs().max() > 20 * (a - b).abs().max()
+
+
+def test_shipping_the_pretrain_only_model_as_default_ships_cts_as_its_adapter(trained, base, tmp_path, tiny_tokenizer):
+    from evotoken_core.training.ship import ship
+
+    dest = tmp_path / "default_model"
+    (dest / "pretrain_only").mkdir(parents=True)  # left over from a CTS-default pack: removed
+    report = ship(base, trained, dest, default="pretrain")
+    assert not (dest / "pretrain_only").exists() and report["adapter"]["base"] == str(dest)
+    plain = load_model(dest, device="cpu").model
+    adapted = load_model(dest, device="cpu", lora=dest / "adapter").model
+    merged = load_model(trained, device="cpu").model
+    ids = torch.randint(0, len(tiny_tokenizer), (2, 40), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, m, p = adapted(input_ids=ids).logits, merged(input_ids=ids).logits, plain(input_ids=ids).logits
+    assert (a - m).abs().max() < 0.05 and (p - m).abs().max() > 20 * (a - m).abs().max()
+    with pytest.raises(ValueError, match="default must be"):
+        ship(base, trained, dest, default="lora")

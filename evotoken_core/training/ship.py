@@ -9,9 +9,11 @@ Weights are stored in float16 (half the size of float32, 10 mantissa bits agains
 agree with the trained ones, and that the whole directory fits the size budget.
 
 A CTS run with LoRA also ships its adapter, `adapter/` (float16), which applies to the
-pretrain-only model beside it the way the published EvoToken LoRA applies to LLaDA-8B:
-`--model .../default_model/pretrain_only --lora .../default_model/adapter`. Packing checks that
-the base plus the adapter gives the default model's logits.
+pretrain-only model the way the published EvoToken LoRA applies to LLaDA-8B:
+`--model .../default_model/pretrain_only --lora .../default_model/adapter`, or, when the
+pretrain-only model is itself the default (`--default pretrain`), `--lora
+.../default_model/adapter` alone. Packing checks that the base plus the stored adapter gives the
+CTS run's logits.
 
     python -m evotoken_core.training.ship --pretrain runs/pretrain --cts runs/cts \
         --dest evotoken_core/assets/default_model
@@ -66,7 +68,8 @@ def pack(source: str | Path, dest: str | Path, dtype: str = "float16",
 def pack_adapter(source: str | Path, dest: str | Path, base: str | Path, merged: str | Path) -> float:
     """Write the peft adapter `source` to `dest` in float16, recorded against `base` (the shipped
     pretrain-only model); returns the largest logit difference between `base` + the stored
-    adapter and the stored `merged` model (both float32 loads)."""
+    adapter and the `merged` model (the CTS run's merged weights, or their packed copy; both
+    float32 loads)."""
     from peft import PeftModel
     from safetensors.torch import load_file, save_file
 
@@ -89,23 +92,29 @@ def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def ship(pretrain: str | Path, cts: str | Path | None, dest: str | Path) -> dict:
-    """The CTS-tuned model as the default, the pretrain-only model in `pretrain_only/` beside it
-    (without CTS, the pretrain-only model itself is the default)."""
+def ship(pretrain: str | Path, cts: str | Path | None, dest: str | Path, default: str = "cts") -> dict:
+    """Pack the runs into `dest`. `default="cts"`: the CTS-tuned model is the default, the
+    pretrain-only model sits in `pretrain_only/` beside it, and a LoRA run's adapter in
+    `adapter/` applies to that. `default="pretrain"`: the pretrain-only model is the default
+    and CTS ships only as its adapter, opt-in with `--lora` (for a CTS run that costs accuracy).
+    Without `cts` the pretrain-only model is the default either way."""
+    if default not in ("cts", "pretrain"):
+        raise ValueError(f"default must be 'cts' or 'pretrain', not {default!r}")
     dest = Path(dest)
     report = {}
     shutil.rmtree(dest / ADAPTER_DIR, ignore_errors=True)
-    if cts is not None:
+    if cts is not None and default == "cts":
         report["default"] = {"source": str(cts), "max_logit_diff": pack(cts, dest)}
-        report["pretrain_only"] = {"source": str(pretrain),
-                                   "max_logit_diff": pack(pretrain, dest / PRETRAIN_ONLY_DIR)}
-        adapter = Path(cts) / ADAPTER_DIR
-        if (adapter / "adapter_config.json").is_file():
-            report["adapter"] = {"source": str(adapter), "max_logit_diff": pack_adapter(
-                adapter, dest / ADAPTER_DIR, dest / PRETRAIN_ONLY_DIR, dest)}
+        base = dest / PRETRAIN_ONLY_DIR
+        report["pretrain_only"] = {"source": str(pretrain), "max_logit_diff": pack(pretrain, base)}
     else:
         shutil.rmtree(dest / PRETRAIN_ONLY_DIR, ignore_errors=True)
         report["default"] = {"source": str(pretrain), "max_logit_diff": pack(pretrain, dest)}
+        base = dest
+    adapter = None if cts is None else Path(cts) / ADAPTER_DIR
+    if adapter is not None and (adapter / "adapter_config.json").is_file():
+        report["adapter"] = {"source": str(adapter), "base": str(base),
+                             "max_logit_diff": pack_adapter(adapter, dest / ADAPTER_DIR, base, cts)}
     size = directory_bytes(dest)
     report["bytes"] = size
     if size > MAX_BYTES:
@@ -118,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain", required=True, help="the pretrain run (its final model)")
     parser.add_argument("--cts", default=None, help="the CTS run (its merged model); omit to ship pretrain only")
     parser.add_argument("--dest", default="evotoken_core/assets/default_model")
+    parser.add_argument("--default", choices=("cts", "pretrain"), default="cts",
+                        help="which model is the default: the CTS-tuned one (the pretrain-only one "
+                             "beside it), or the pretrain-only one with CTS as its adapter only")
     args = parser.parse_args(argv)
-    print(json.dumps(ship(args.pretrain, args.cts, args.dest), indent=2))
+    print(json.dumps(ship(args.pretrain, args.cts, args.dest, args.default), indent=2))
     return 0
 
 
