@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-import evotoken_core.assets as assets
+from evotoken_core import assets
 from server import Settings
-from tests.test_server_e2e import LiveServer, _free_port
+from tests.live_server import LiveServer
 
 # litellm fetches a price list from the internet when it is imported, unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -39,11 +39,11 @@ EXTRAS = {"block_length": 4, "steps": 6}  # diffusion settings, sent the way eac
 def live(tiny_checkpoint):
     """float64, so batched and solo decoding agree token for token (`batch` is compared with
     one-by-one answers)."""
-    s = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny", port=_free_port(),
+    s = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny",
                             api_key=[KEY], dtype="float64", block_length=8, max_tokens=16,
                             max_batch_size=8))
     yield s
-    s.stop()
+    s.close()
 
 
 def raw_chat(live, question: str, **extra) -> str:
@@ -189,10 +189,10 @@ def shipped():
     """The shipped demo model, whose arithmetic accuracy means something (a random tiny model
     scores 0 on every harness). float64 on both sides, so however the server and the local
     engine batch the 20 rows, they decode the same tokens."""
-    s = LiveServer(Settings(served_model_name="evotoken", port=_free_port(), dtype="float64", threads=1,
+    s = LiveServer(Settings(served_model_name="evotoken", dtype="float64", threads=1,
                             max_batch_size=8))
     yield s
-    s.stop()
+    s.close()
 
 
 def offline_env() -> dict[str, str]:

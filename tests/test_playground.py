@@ -9,17 +9,15 @@ check goes through what a user does: type, click, read the page.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from server import Settings, create_app
+from server import Settings
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,40 +50,6 @@ new MutationObserver((records) => {
 }).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
                       attributeFilter: ['data-state']});
 """
-
-
-class LiveServer:
-    """`create_app(settings)` under a real uvicorn in a thread, on a loopback port of its own."""
-
-    def __init__(self, settings: Settings):
-        import uvicorn
-
-        self.app = create_app(settings)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server never became ready: {self.app.state.startup_error}")
-
-    def metric(self, name: str) -> float:
-        """A sample of the server's /metrics, the public view of what the engine is doing."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
-        return float(match.group(1)) if match else 0.0
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 def _settings(checkpoint, **overrides) -> Settings:

@@ -2,60 +2,25 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
-from server import Settings, create_app
+from server import Settings
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.timeout(120)
 KEY = "sk-e2e-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, settings: Settings):
-        self.app = create_app(settings)
-        self.url = f"http://127.0.0.1:{settings.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.port,
-                                                    log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not become ready: {self.app.state.startup_error}")
-
-    @property
-    def worker(self):
-        return self.app.state.serving.worker
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 @pytest.fixture(scope="module")
 def live(tiny_checkpoint):
-    s = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny", port=_free_port(),
+    s = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny",
                             api_key=[KEY], block_length=8, max_tokens=16, max_batch_size=8))
     yield s
-    s.stop()
+    s.close()
 
 
 @pytest.fixture(scope="module")
