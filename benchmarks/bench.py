@@ -22,7 +22,7 @@ from evotoken_core.decoding import RecommendedDecoding, SettingsError
 from evotoken_core.flags import add_decoding_flags, add_model_flags, decoding_settings
 from evotoken_core.model import ModelNotFoundError
 
-from .measure import Run, run_engine, run_paired
+from .measure import Run, check_pairable, run_engine, run_paired
 from .workload import RANDOM_SHAPES, eval_prompts, random_prompts, random_weight_model
 
 COLUMNS = [("name", "run"), ("concurrency", "conc"), ("requests", "reqs"), ("tok_s", "tok/s"),
@@ -70,6 +70,8 @@ def run_bench(args) -> int:
         loaded = _load(args)
         settings = decoding_settings(args, RecommendedDecoding.read(loaded.path) if loaded.path else None)
         levels = [int(c) for c in args.concurrency.split(",")]
+        if args.reference:
+            check_pairable(settings)
     except (SettingsError, ModelNotFoundError, FileNotFoundError, ValueError) as error:
         return fail(str(error))
     if loaded.tokenizer is not None:

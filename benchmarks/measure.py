@@ -94,9 +94,22 @@ def run_engine(loaded: LoadedModel, prompts: list[list[int]], settings: DecodeSe
                s.forward_s, s.decode_s, _peak_mb(loaded.device), ordered)
 
 
+def check_pairable(settings: DecodeSettings) -> None:
+    """The published loop has neither `min_tokens` nor `threshold_stable`, which change the
+    answers; paired with either, the two sides would decode different things. (The caches are
+    allowed: the pairing then measures the cached engine's speed against the published loop's
+    and reports how many answers agree.)"""
+    extensions = [name for name, on in (("min_tokens", settings.min_tokens > 0),
+                                        ("threshold_stable", settings.threshold_stable)) if on]
+    if extensions:
+        raise ValueError(f"the published loop has no {' or '.join(extensions)}: measure it with "
+                         "the engine alone (no --reference), or unset it")
+
+
 def run_paired(loaded: LoadedModel, prompts: list[list[int]], settings: DecodeSettings) -> tuple[Run, Run]:
     """The published loop and the engine at batch 1, alternating prompt by prompt, so that a
     change in machine load during the run hits both sides alike."""
+    check_pairable(settings)
     ref = Run("reference", 1, len(prompts), 0.0, 0, 0, 0)
     eng = Run("engine", 1, len(prompts), 0.0, 0, 0, 0)
     for i, p in enumerate(prompts):

@@ -32,3 +32,11 @@ def test_bench_random_shape_needs_no_checkpoint(capsys):
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"] == "demo" and report["rows"][0]["requests"] == 2
+
+
+def test_bench_refuses_to_pair_the_published_loop_with_settings_it_does_not_have(tiny_checkpoint, capsys):
+    code = main(["bench", "--model", str(tiny_checkpoint), "--requests", "1", "--concurrency", "1",
+                 "--reference", "--gen-length", "16", "--block-length", "8", "--steps", "8",
+                 "--threads", "1", "--min-tokens", "4"])
+    assert code != 0
+    assert "published loop has no min_tokens" in capsys.readouterr().err
