@@ -5,7 +5,8 @@
 #                                          #   split split_suffix split_suffix2 split_suffix3 cts ship eval
 #   scripts/train_demo_model.sh pretrain   # one stage
 #   scripts/train_demo_model.sh digits     # an experiment (digits | pretrain3)
-#   scripts/train_demo_model.sh phrased    # the next phase, not in `all` yet (see the stage)
+#   scripts/train_demo_model.sh phrased    # the next phases, not in `all` yet (see the stages):
+#   scripts/train_demo_model.sh phrased2   #   everyday phrasings, then more of them
 #
 # Pretraining has six phases, each continued from the previous one's final weights:
 #   pretrain       formats, copying and the times tables on bare `a + b = c.` traces (arith_direct);
@@ -134,11 +135,25 @@ source, dest = sys.argv[1:]
 save_llada(LLaDAModelLM.from_pretrained(source, dtype=torch.float32), AutoTokenizer.from_pretrained(source), dest)
 PY
     fi
+    # Measured with THREADS=1 BF16=0 (model card): this stage's defaults (lr 5e-4, 60 % new
+    # phrasings, 60 minutes), and PHRASED_LR=2e-4 PHRASED_MIN=80 with
+    # PHRASED_TASKS=arith_split:0.4,countdown:0.1,demo:0.1,phrased:0.25,phrased_demo:0.15.
     $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" "${precision[@]}" --suffix-mask-share 0.5 \
-        --init "$RUNS/phrased_init" --out "$RUNS/pretrain_phrased" --seed 9 --lr "${PHRASED_LR:-2e-4}" \
-        --steps 30000 --time-budget-min "${PHRASED_MIN:-90}" --answer-length 48 \
-        --tasks "${PHRASED_TASKS:-arith_split:0.4,countdown:0.1,demo:0.1,phrased:0.25,phrased_demo:0.15}" \
+        --init "$RUNS/phrased_init" --out "$RUNS/pretrain_phrased" --seed 9 --lr "${PHRASED_LR:-5e-4}" \
+        --steps 30000 --time-budget-min "${PHRASED_MIN:-60}" --answer-length 48 \
+        --tasks "${PHRASED_TASKS:-arith_split:0.3,countdown:0.05,demo:0.05,phrased:0.35,phrased_demo:0.25}" \
         $(resume_flag "$RUNS/pretrain_phrased")
+fi
+
+if [[ $stage == phrased2 ]]; then
+    # The phrased phase continued from its final weights with a fresh cosine schedule and a new
+    # data seed: after 80 minutes the newcomer questions were still rising (model card).
+    precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
+    $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" "${precision[@]}" --suffix-mask-share 0.5 \
+        --init "${PHRASED2_INIT:-$RUNS/pretrain_phrased}" --out "$RUNS/pretrain_phrased2" --seed 10 \
+        --lr "${PHRASED2_LR:-3e-4}" --steps 30000 --time-budget-min "${PHRASED2_MIN:-300}" --answer-length 48 \
+        --tasks "${PHRASED2_TASKS:-arith_split:0.3,countdown:0.05,demo:0.05,phrased:0.35,phrased_demo:0.25}" \
+        $(resume_flag "$RUNS/pretrain_phrased2")
 fi
 
 # Experiments of the model card, not part of `all`.
@@ -203,18 +218,36 @@ if [[ $stage == ship || $stage == all ]]; then
 fi
 
 if [[ $stage == eval || $stage == all ]]; then
-    # The model card's scores: both shipped variants, both decoding modes, the shipped
-    # held-out sets (Countdown: its first 128 items), temperature 0, the models' recommended
-    # decoding (gen 48 / block 4 / 24 steps), alpha_soft_mask 0.7 unless ALPHAS says otherwise.
-    models=(evotoken_core/assets/default_model evotoken_core/assets/default_model/pretrain_only)
-    names=(cts pretrain_only)
-    for i in 0 1; do
-        for task in arith,demo countdown; do
-            limit=(); [[ $task == countdown ]] && limit=(--limit 128)
-            $PY -m evotoken_core.cli eval --model "${models[$i]}" --task "$task" "${limit[@]}" \
-                --decoding hard_mask,evotoken --alpha-soft-mask "${ALPHAS:-0.7}" \
-                --threads 1 --no-progress --json --out "$RUNS/eval_${names[$i]}_${task%%,*}" \
-                > "$RUNS/eval_${names[$i]}_${task%%,*}.json"
+    # The model card's scores: both shipped models (the default, tuned with CTS, and the
+    # pretrain-only one beside it), both decoding modes, EvoToken at every alpha in ALPHAS
+    # (default 0.5,0.7,0.9), temperature 0, the models' recommended decoding (gen 48 / block 4 /
+    # 24 steps), on the shipped held-out sets: arithmetic (300) with the demo tasks (60), all 256
+    # Countdown items, the 60 newcomer questions, and the phrased items of unseen (held-out)
+    # and seen templates. Then paired statistics over the same items ($RUNS/eval_paired.txt).
+    M=evotoken_core/assets/default_model
+    data=evotoken_core/assets/data
+    for name in pretrain cts; do
+        model=$M; [[ $name == pretrain ]] && model=$M/pretrain_only
+        for task in arith,demo countdown newcomer unseen seen; do
+            what=(--task "$task")
+            [[ $task == unseen ]] && what=(--task newcomer --data "$data/phrased_test.jsonl")
+            [[ $task == seen ]] && what=(--task newcomer --data "$data/phrased_seen_test.jsonl")
+            $PY -m evotoken_core.cli eval --model "$model" "${what[@]}" \
+                --decoding hard_mask,evotoken --alpha-soft-mask "${ALPHAS:-0.5,0.7,0.9}" \
+                --threads 1 --no-progress --json --out "$RUNS/eval_${name}_${task%%,*}" \
+                > "$RUNS/eval_${name}_${task%%,*}.json"
         done
     done
+    paired() { echo "== $1: $2"; shift 2; $PY -m evotoken_core.eval.paired "$@"; }
+    for task in arith countdown newcomer unseen seen; do
+        P=$RUNS/eval_pretrain_$task/generations.jsonl
+        C=$RUNS/eval_cts_$task/generations.jsonl
+        alphas=${ALPHAS:-0.5,0.7,0.9}
+        for a in ${alphas//,/ }; do
+            paired "$task" "EvoToken a=$a vs hard-mask, pretrain-only model" "$P" "$P" --a-mode evotoken --a-alpha "$a" --b-mode hard_mask
+            paired "$task" "EvoToken a=$a vs hard-mask, both on the CTS model" "$C" "$C" --a-mode evotoken --a-alpha "$a" --b-mode hard_mask
+            paired "$task" "EvoToken a=$a on the CTS model vs hard-mask on the pretrain-only model" "$C" "$P" --a-mode evotoken --a-alpha "$a" --b-mode hard_mask
+        done
+        paired "$task" "hard-mask on the CTS model vs on the pretrain-only model" "$C" "$P" --a-mode hard_mask --b-mode hard_mask
+    done > "$RUNS/eval_paired.txt"
 fi
