@@ -147,7 +147,8 @@ fi
 
 if [[ $stage == phrased2 ]]; then
     # The phrased phase continued from its final weights with a fresh cosine schedule and a new
-    # data seed: after 80 minutes the newcomer questions were still rising (model card).
+    # data seed: after 80 minutes the newcomer questions were still rising (model card; on the
+    # current phrased data it also keeps forgetting arithmetic, so it waits for the data fix).
     precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
     $PY -m evotoken_core.training.cli pretrain "${CONTINUED[@]}" "${precision[@]}" --suffix-mask-share 0.5 \
         --init "${PHRASED2_INIT:-$RUNS/pretrain_phrased}" --out "$RUNS/pretrain_phrased2" --seed 10 \
