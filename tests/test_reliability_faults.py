@@ -23,7 +23,7 @@ import torch
 
 from server import Settings
 from server.shutdown import drain
-from test_server_e2e import LiveServer, _free_port
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +33,7 @@ SHORT = {"model": "tiny", "max_tokens": 8, "block_length": 8, "steps": 8}
 
 
 def _settings(checkpoint, **overrides) -> Settings:
-    return Settings(model=str(checkpoint), served_model_name="tiny", port=_free_port(), dtype="float64",
+    return Settings(model=str(checkpoint), served_model_name="tiny", dtype="float64",
                     **{"max_batch_size": 8, "block_length": 8, "max_tokens": 16, **overrides})
 
 
@@ -41,7 +41,7 @@ def _settings(checkpoint, **overrides) -> Settings:
 def live(tiny_checkpoint):
     s = LiveServer(_settings(tiny_checkpoint, max_batch_size=2))  # a third request has to queue
     yield s
-    s.stop()
+    s.close()
 
 
 @pytest.fixture
@@ -238,7 +238,7 @@ def test_a_dead_engine_ends_open_streams_and_answers_503_at_once(tiny_checkpoint
         assert httpx.get(s.url + "/metrics").status_code == 200
         assert s.worker.rows_in_flight == 0
     finally:
-        s.stop()
+        s.close()
 
 
 # --- shutdown whose grace runs out ----------------------------------------------------------------
@@ -276,4 +276,4 @@ def test_rows_still_running_when_the_grace_ends_get_503_not_a_cut_connection(tin
         assert _post(s, {"model": "tiny", "prompt": "Hi", "max_tokens": 4}).status_code == 503
         assert httpx.get(s.url + "/ready").status_code == 503
     finally:
-        s.stop()
+        s.close()

@@ -17,7 +17,7 @@ import server.auth
 from evotoken_core.model import LLaDAModelLM, load_model
 from server import Settings
 from tests.server_harness import Harness, error_of
-from test_server_e2e import LiveServer, _free_port
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,7 +66,7 @@ def test_keys_never_reach_a_log_line_or_a_response(tiny_checkpoint, tmp_path):
              "evotoken.server.worker"]
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
-    live = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny", port=_free_port(),
+    live = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny",
                                api_key=[KEY], api_key_file=key_file, max_tokens=4, block_length=4,
                                log_level="debug"))
     try:
@@ -91,7 +91,7 @@ def test_keys_never_reach_a_log_line_or_a_response(tiny_checkpoint, tmp_path):
         for lg, level in zip(loggers, levels):
             lg.removeHandler(capture)
             lg.setLevel(level)
-        live.stop()
+        live.close()
     logged = "\n".join(capture.lines)
     assert "/v1/completions" in logged  # the access log did record these requests
     for secret in (KEY, FILE_KEY, WRONG):

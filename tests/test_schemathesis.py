@@ -22,7 +22,7 @@ from schemathesis.checks import positive_data_acceptance  # noqa: E402
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
 
 from server import Settings  # noqa: E402
-from test_server_e2e import LiveServer, _free_port  # noqa: E402
+from tests.live_server import LiveServer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,11 +30,11 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def live(tiny_checkpoint):
     # No API key: the generated requests reach the routes; the key check has its own tests.
-    s = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny", port=_free_port(),
+    s = LiveServer(Settings(model=str(tiny_checkpoint), served_model_name="tiny",
                             block_length=4, max_tokens=4, max_batch_size=16, max_queue=256,
                             request_timeout=20))
     yield s
-    s.stop()
+    s.close()
 
 
 @pytest.fixture(scope="module")
