@@ -44,6 +44,13 @@ MAX_BYTES = 28 * 1024 * 1024
 DEMO_DECODING = RecommendedDecoding(max_tokens=48, block_length=4, steps_ratio=0.5)
 
 
+@torch.no_grad()
+def max_logit_diff(a, b) -> float:
+    """The largest logit difference between two models on a fixed random probe (2 × 64 ids)."""
+    probe = torch.randint(0, b.config.vocab_size, (2, 64), generator=torch.Generator().manual_seed(0))
+    return float((a(input_ids=probe).logits - b(input_ids=probe).logits).abs().max())
+
+
 def pack(source: str | Path, dest: str | Path, dtype: str = "float16",
          decoding: RecommendedDecoding = DEMO_DECODING) -> float:
     """Write `source` to `dest` in `dtype` with its recommended `decoding`; returns the largest
@@ -59,10 +66,7 @@ def pack(source: str | Path, dest: str | Path, dtype: str = "float16",
     tokenizer = install_chat_template(AutoTokenizer.from_pretrained(source))
     save_llada(model, tokenizer, dest, dtype)
     decoding.write(dest)
-    stored = LLaDAModelLM.from_pretrained(dest, dtype=torch.float32).eval()
-    probe = torch.randint(0, model.config.vocab_size, (2, 64), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return float((model(input_ids=probe).logits - stored(input_ids=probe).logits).abs().max())
+    return max_logit_diff(model, LLaDAModelLM.from_pretrained(dest, dtype=torch.float32).eval())
 
 
 def pack_adapter(source: str | Path, dest: str | Path, base: str | Path, merged: str | Path) -> float:
@@ -82,10 +86,7 @@ def pack_adapter(source: str | Path, dest: str | Path, base: str | Path, merged:
     config["base_model_name_or_path"] = str(base)
     (dest / "adapter_config.json").write_text(json.dumps(config, indent=2))
     tuned = PeftModel.from_pretrained(LLaDAModelLM.from_pretrained(base, dtype=torch.float32), str(dest)).eval()
-    stored = LLaDAModelLM.from_pretrained(merged, dtype=torch.float32).eval()
-    probe = torch.randint(0, stored.config.vocab_size, (2, 64), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return float((tuned(input_ids=probe).logits - stored(input_ids=probe).logits).abs().max())
+    return max_logit_diff(tuned, LLaDAModelLM.from_pretrained(merged, dtype=torch.float32).eval())
 
 
 def directory_bytes(path: Path) -> int:
