@@ -47,6 +47,7 @@ class TrainConfig:
     level_start: str = "0.4,0.4,0.2"  # curriculum weights of levels 0,1,2 at the first step
     level_end: str = "0.15,0.3,0.55"  # ... and from `curriculum_steps` on
     curriculum_steps: int = 0      # linear move from start to end; 0: always `level_end`
+    mask_eps: float = 1e-3         # masked diffusion's t is drawn from (mask_eps, 1] (pretraining, CTS's anchor)
 
     def __post_init__(self):
         _need(self.steps >= 1, "steps must be at least 1")
@@ -57,6 +58,7 @@ class TrainConfig:
         _need(self.stop_at_step >= 0, "stop_at_step must be >= 0 (0: never)")
         _need(self.answer_length >= 2, "answer_length must be at least 2")
         _need(0 <= self.pad_weight <= 1, "pad_weight must be in [0, 1]")
+        _need(0 < self.mask_eps < 1, "mask_eps must be in (0, 1)")
         _need(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
         _need(self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1")
         for name in ("level_start", "level_end"):
@@ -85,13 +87,11 @@ class PretrainConfig(TrainConfig):
     init_std: float = 0.02
     number_init: bool = True       # structured embeddings for number tokens (place-value vectors)
     whole_numbers: bool = True     # demo tokenizer: every integer 0-1000 one token (False: digits)
-    mask_eps: float = 1e-3         # t is drawn from (mask_eps, 1]
     suffix_mask_share: float = 0.0  # rows that mask their answer's last t-fraction (0: LLaDA exactly)
 
     def __post_init__(self):
         super().__post_init__()
         _need(self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads")
-        _need(0 < self.mask_eps < 1, "mask_eps must be in (0, 1)")
         _need(0 <= self.suffix_mask_share <= 1, "suffix_mask_share must be in [0, 1]")
 
 
@@ -117,7 +117,6 @@ class CTSConfig(TrainConfig):
     block_prefix_share: float = 0.0  # rows whose kept block positions are its first ones (0: published)
     anchor_weight: float = 0.0     # + this × the masked-diffusion loss of the same batch (0: published)
     anchor_suffix_share: float = 0.5  # that loss's suffix-masked rows (the base's last phases: 0.5)
-    mask_eps: float = 1e-3         # its mask ratio t is drawn from (mask_eps, 1]
     full: bool = False             # full fine-tune instead of LoRA
     lora_r: int = 128
     lora_alpha: int = 256
@@ -145,7 +144,6 @@ class CTSConfig(TrainConfig):
         _need(0 <= self.block_prefix_share <= 1, "block_prefix_share must be in [0, 1]")
         _need(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0: no masked-diffusion term)")
         _need(0 <= self.anchor_suffix_share <= 1, "anchor_suffix_share must be in [0, 1]")
-        _need(0 < self.mask_eps < 1, "mask_eps must be in (0, 1)")
         _need(0 <= self.alpha_min <= self.alpha_max <= 1, "need 0 <= alpha_min <= alpha_max <= 1")
         _need(self.lora_r >= 1, "lora_r must be at least 1")
         _need(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
