@@ -288,7 +288,7 @@ class _Extreme(random.Random):
 @pytest.mark.parametrize("highest", [False, True])
 def test_every_arithmetic_kind_handles_its_extreme_numbers(highest):
     for kind, (level, build) in arithmetic.KINDS.items():
-        numbers = arithmetic._numbers(kind, _Extreme(highest))
+        numbers = arithmetic.operands(kind, _Extreme(highest))
         question, steps, result = build(numbers, random.Random(0))
         assert 0 < result <= 1000, (kind, numbers, result)
         if level:

@@ -206,7 +206,9 @@ def _div_add(n, rng):
     return q, [(a, "/", b), (per, "+", c)], per + c
 
 
-def _numbers(kind: str, rng: random.Random) -> tuple[int, ...]:
+def operands(kind: str, rng: random.Random) -> tuple[int, ...]:
+    """The numbers of one `kind` item: the ranges the model learns its tables in (a sum's second
+    operand is at most 20, a product's factors at most 12)."""
     r = rng.randint
     if kind == "copy":
         return (r(2, 200), r(2, 200), r(0, 1))
@@ -255,7 +257,7 @@ def sample_problem(rng: random.Random, level: int, split: str = "train", style: 
         raise ValueError(f"no arithmetic problems at level {level}")
     while True:
         kind = rng.choice(kinds)
-        numbers = _numbers(kind, rng)
+        numbers = operands(kind, rng)
         key = f"arith:{kind}:{','.join(map(str, numbers))}"
         if wants_split(key, split):
             question, steps, result = KINDS[kind][1](numbers, rng)

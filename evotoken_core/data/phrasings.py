@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arithmetic import OPS, render_step
+from .arithmetic import OPS, operands, render_step
 from .demo_tasks import WORDS
 from .example import COPY, ONE_STEP, TWO_STEPS, TrainExample, boxed_answer
 from .phrasing_templates import (BARE, CHAT, CHAT_REPLY, HELD_OUT, NAMES, PLACES, REVERSE, SORT,
@@ -57,17 +57,25 @@ class Phrased:
     gold: str  # the bare answer a newcomer row holds: a number, a sorted list, a reversed word
 
 
+OP_KIND = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
 def _numbers(op: str, rng: random.Random) -> tuple[int, int]:
-    r = rng.randint
-    if op == "+":
-        return r(1, 200), r(1, 200)
-    if op == "-":
-        a = r(10, 200)
-        return a, r(1, a - 1)
-    if op == "*":
-        return r(2, 12), r(2, 12)
-    b, q = r(2, 12), r(2, 12)
-    return b * q, b
+    """`a op b` from the arithmetic task's ranges (`arithmetic.operands`), so a new phrasing
+    asks a fact the model already knows: wider operands taught new tens facts over the known
+    ones and cost a third of the held-out arithmetic (model card). A sum comes in either order
+    (`12 + 30` as often as a person writes the small number first); a quotient is `b*q / b`."""
+    a, b = operands(OP_KIND[op], rng)
+    if op == "+" and rng.random() < 1 / 3:
+        return b, a
+    if op == "/":
+        return a * b, a
+    return a, b
+
+
+def _second(op: str, first: int, rng: random.Random) -> int:
+    """The second step's operand (`first op c`), in the ranges of the two-step arithmetic kinds."""
+    return rng.randint(1, 20) if op == "+" else rng.randint(1, min(20, first - 1))
 
 
 def _trace(steps: list[tuple[int, str, int]]) -> tuple[str, int]:
@@ -87,28 +95,18 @@ def _bare(template: str, rng: random.Random) -> Phrased:
 
 def _story(template: str, rng: random.Random) -> Phrased:
     text, ops = STORIES[template]
-    r = rng.randint
     name, pron = rng.choice(NAMES)
     item = rng.choice(STORY_ITEMS)
     group, groups = rng.choice(STORY_GROUPS)
     # *: a groups of b; /: a shared by b; + and -: a and b; a second step adds or takes c.
-    if ops[0] == "*":
-        a, b = r(2, 12), r(2, 12)
-    elif ops[0] == "/":
-        b, per = r(2, 12), r(2, 12)
-        a = b * per
-    elif ops[0] == "+":
-        a, b = r(1, 100), r(1, 50)
-    else:
-        a = r(10, 150)
-        b = r(1, min(50, a - 1))
+    a, b = _numbers(ops[0], rng)
     values = {"a": a, "b": b}
     steps = [(a, ops[0], b)]
     if len(ops) == 2:
         first = OPS[ops[0]](a, b)
         if ops[1] == "-" and first < 2:  # nothing left to take away: redraw the whole story
             return _story(template, rng)
-        values["c"] = r(1, 30) if ops[1] == "+" else r(1, min(30, first - 1))
+        values["c"] = _second(ops[1], first, rng)
         steps.append((first, ops[1], values["c"]))
     question = text.format(name=name, Pron=pron.capitalize(), his={"he": "his", "she": "her"}[pron],
                            item=item, group=group, groups=groups, place=rng.choice(PLACES), **values)
