@@ -62,6 +62,24 @@ def pretrained(tmp_path_factory, tiny_tokenizer):
     return Path(cfg.out)
 
 
+def test_continued_pretraining_keeps_the_decoding_its_start_recommends(pretrained, tmp_path, tiny_tokenizer):
+    """A phase continued from a checkpoint (`init`) is scored by every consumer as that
+    checkpoint recommends: its checkpoints and its final model keep the recommendation."""
+    import shutil
+
+    start = tmp_path / "start"
+    shutil.copytree(pretrained, start)
+    wanted = RecommendedDecoding(max_tokens=16, block_length=4, steps_ratio=0.5)
+    wanted.write(start)
+    cfg = micro_pretrain(tmp_path, init=str(start), out=str(tmp_path / "continued"), steps=2, checkpoint_every=1)
+    run_pretrain(cfg, tiny_tokenizer, fixed_source(EXAMPLES, tiny_tokenizer, cfg), show_progress=False)
+    out = Path(cfg.out)
+    for saved in (out, out / "checkpoint-1", out / "checkpoint-2"):
+        assert RecommendedDecoding.read(saved) == wanted, saved
+    # From scratch, or from a checkpoint that recommends nothing, the reference defaults stay.
+    assert RecommendedDecoding.read(pretrained) == RecommendedDecoding()
+
+
 @pytest.mark.parametrize("suffix_mask_share", [0.0, 0.5])
 def test_pretrain_steps_reduce_the_loss_on_a_fixed_micro_batch(tmp_path, tiny_tokenizer, suffix_mask_share):
     cfg = micro_pretrain(tmp_path, suffix_mask_share=suffix_mask_share)

@@ -22,8 +22,11 @@ STATE_FILE = "trainer_state.pt"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
-def save_llada(model: nn.Module, tokenizer, out: str | Path, dtype: str | None = None) -> Path:
-    """config + safetensors (+ tokenizer) in the published layout; `dtype` casts a copy."""
+def save_llada(model: nn.Module, tokenizer, out: str | Path, dtype: str | None = None,
+               recommend_from: str | Path | None = None) -> Path:
+    """config + safetensors (+ tokenizer) in the published layout; `dtype` casts a copy.
+    `recommend_from`: the checkpoint the run started from, whose decoding recommendation (the
+    `evotoken` key of its generation_config.json) the saved model keeps."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if dtype is not None and parse_dtype(dtype) != next(model.parameters()).dtype:
@@ -31,7 +34,22 @@ def save_llada(model: nn.Module, tokenizer, out: str | Path, dtype: str | None =
     model.save_pretrained(out, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
+    if recommend_from is not None:
+        carry_recommended_decoding(recommend_from, out)
     return out
+
+
+def carry_recommended_decoding(source: str | Path, out: str | Path) -> None:
+    """Copy `source`'s `evotoken` decoding recommendation to `out`, when it has one: a model
+    trained on from a checkpoint decodes best as that checkpoint did, and every consumer reads
+    the recommendation (without it, a small model is scored at the 8B reference shape)."""
+    from evotoken_core.decoding.recommended import GENERATION_CONFIG, KEY, RecommendedDecoding
+
+    path = Path(source) / GENERATION_CONFIG
+    if path.is_file():
+        data = json.loads(path.read_text()).get(KEY)
+        if data is not None:
+            RecommendedDecoding.from_dict(data).write(out)
 
 
 def load_float32(path: str | Path):

@@ -12,10 +12,6 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from evotoken_core.decoding.recommended import GENERATION_CONFIG, RecommendedDecoding
-from evotoken_core.decoding.recommended import KEY as RECOMMENDATION_KEY
-
-
 from .checkpoint import load_float32, load_trainer_state, resolve_resume, save_llada
 from .config import CTSConfig, parse_ints
 from .cts import cts_unroll, make_plan
@@ -84,22 +80,12 @@ def save_final(model, tokenizer, config: CTSConfig) -> Path:
     CTS does not change the canvas a model was trained for."""
     out = Path(config.out)
     if config.full:
-        save_llada(model, tokenizer, out, config.save_dtype)
+        save_llada(model, tokenizer, out, config.save_dtype, recommend_from=config.base)
     else:
         if config.save_adapter:
             save_adapter(model, out / ADAPTER_DIR)
-        save_llada(merged_copy(model), tokenizer, out, config.save_dtype)
-    carry_recommended_decoding(config.base, out)
+        save_llada(merged_copy(model), tokenizer, out, config.save_dtype, recommend_from=config.base)
     return out
-
-
-def carry_recommended_decoding(base: str | Path, out: Path) -> None:
-    """Copy the base checkpoint's `evotoken` decoding recommendation, when it has one."""
-    path = Path(base) / GENERATION_CONFIG
-    if path.is_file():
-        data = json.loads(path.read_text()).get(RECOMMENDATION_KEY)
-        if data is not None:
-            RecommendedDecoding.from_dict(data).write(out)
 
 
 def cts_monitor(model, dset: DiagnosticSet, config: CTSConfig, device) -> Monitor:

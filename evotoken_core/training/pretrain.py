@@ -80,7 +80,8 @@ def run_pretrain(config: PretrainConfig, tokenizer=None, source: BatchSource | N
     source = source or mixture_source(tokenizer, config)
     assert source.ids == SpecialIds.from_tokenizer(tokenizer), "batch source and model disagree on ids"
     trainer = Trainer(model, config, pretrain_loss_fn(model, source, config, device),
-                      lambda d: save_llada(model, tokenizer, d), device, state, show_progress)
+                      lambda d: save_llada(model, tokenizer, d, recommend_from=config.init), device, state,
+                      show_progress)
     trainer.run()
-    save_llada(model, tokenizer, Path(config.out), config.save_dtype)
+    save_llada(model, tokenizer, Path(config.out), config.save_dtype, recommend_from=config.init)
     return trainer
