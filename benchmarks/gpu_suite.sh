@@ -3,7 +3,8 @@
 #   benchmarks/gpu_suite.sh [OUT_DIR]
 # A random-weight model of LLaDA-8B-Instruct's shape in bfloat16 (no download): the reference
 # loop against the engine at gen 256 / block 32, batch 1, 8 and 32, with and without the
-# prefix/dual cache, the refreshed caches and stable threshold unmasking. Batch 1 is bound by reading the ~16 GB of weights once per forward:
+# prefix/dual cache, the refreshed and guarded caches and stable threshold
+# unmasking. Batch 1 is bound by reading the ~16 GB of weights once per forward:
 # divide 16 GB by `ms_per_step` and by the card's memory bandwidth for the fraction reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +29,8 @@ for cache in prefix dual; do
 done
 bench --requests 32 --concurrency 1,8,32 --no-early-end --threshold 0.9 --threshold-stable \
   > "$out/threshold_stable.json"
+# the margin guard: a cached step is recomputed when a decision was closer than 0.5 log-odds
+# (random weights decide by small margins, so this is its cost near the worst case)
+bench --requests 32 --concurrency 1,8,32 --no-early-end --cache dual --cache-guard 0.5 \
+  > "$out/cache_dual_guard0.5.json"
 echo "wrote $out"

@@ -14,6 +14,8 @@ the other on the same machine:
 - `prefix cache` / `dual cache`: the approximate K/V caches (plus early end);
 - `prefix cache, refresh R` / `dual cache, refresh R` (`--cache-refreshes`): the caches with the
   whole canvas recomputed every R-th step of a block too;
+- `prefix cache, guard D` / `dual cache, guard D` (`--cache-guards`): the caches with the margin
+  guard, which recomputes a step exactly when one of its decisions was closer than D (log-odds);
 - `dual cache + threshold T`: both.
 
 Per row: accuracy, its change against exact decoding in points with a paired bootstrap 95% CI
@@ -44,14 +46,15 @@ class Config:
     changes: dict
 
 
-def configs(thresholds: list[float], refreshes: list[int] = ()) -> list[Config]:
-    off = {"cache": "none", "threshold": None, "cache_refresh": 0, "threshold_stable": False}
+def configs(thresholds: list[float], refreshes: list[int] = (), guards: list[float] = ()) -> list[Config]:
+    off = {"cache": "none", "threshold": None, "cache_refresh": 0, "cache_guard": 0.0, "threshold_stable": False}
     rows = [Config("exact, fixed steps", off | {"early_end": False}), Config("exact", off)]
     rows += [Config(f"threshold {t:g}", off | {"threshold": t}) for t in thresholds]
     rows += [Config(f"threshold {t:g}, stable", off | {"threshold": t, "threshold_stable": True}) for t in thresholds]
     for cache in ("prefix", "dual"):
         rows.append(Config(f"{cache} cache", off | {"cache": cache}))
         rows += [Config(f"{cache} cache, refresh {r}", off | {"cache": cache, "cache_refresh": r}) for r in refreshes]
+        rows += [Config(f"{cache} cache, guard {g:g}", off | {"cache": cache, "cache_guard": g}) for g in guards]
     rows += [Config(f"dual cache + threshold {t:g}", off | {"cache": "dual", "threshold": t}) for t in thresholds]
     return rows
 
@@ -70,7 +73,7 @@ def measure(args) -> list[dict]:
         for run in plan_runs(args.decoding, args.alpha_soft_mask[:1]):
             exact: RunResult | None = None
             baseline_s = None
-            for config in configs(args.thresholds, args.cache_refreshes):
+            for config in configs(args.thresholds, args.cache_refreshes, args.cache_guards):
                 settings = base.with_(**config.changes)
                 start = time.perf_counter()
                 (result,) = evaluate_task(task, items, [run], settings, generator)
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="confidence thresholds to try, alone and with the dual cache")
     parser.add_argument("--cache-refreshes", type=comma_list(int), default=[],
                         help="cache_refresh intervals to try with each cache, e.g. 4,8")
+    parser.add_argument("--cache-guards", type=comma_list(float), default=[],
+                        help="cache_guard margins (log-odds) to try with each cache, e.g. 0.25,1")
     parser.set_defaults(batch_size=1)
     args = parser.parse_args(argv)
     try:

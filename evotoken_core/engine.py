@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .decoding.batch import BatchState
+from .decoding.guard import decision_margin
 from .decoding.records import DecodeRequest, StepRecord
 from .decoding.settings import SettingsError
 from .decoding.step import BlockWindow, SpecialIds, StepOutcome, block_window, refine
@@ -38,6 +39,7 @@ class EngineStats:
     rows_stepped: int = 0
     forward_s: float = 0.0
     decode_s: float = 0.0
+    guard_recomputes: int = 0
 
 
 class Engine:
@@ -124,7 +126,10 @@ class Engine:
             if self.fault_hook is not None:
                 self.fault_hook([r.request.request_id for r in rows])
             t0 = time.perf_counter()
+            guarded = self._guarded_rows()
             window, region, logits = self._run_model()
+            if guarded:
+                region, logits = self._guard(guarded, window, region, logits)
             t1 = time.perf_counter()  # the model forward ends with its output head
             outcome = self._apply_rule(window, region, logits)
             records += self._emit(outcome)
@@ -200,6 +205,27 @@ class Engine:
         window = block_window(b.t, b.window, b.G)
         region = self.runner.run(b, window)
         return window, region, self.model.logits(region.hidden)
+
+    def _guarded_rows(self) -> list[int]:
+        """Rows whose forward this step reads their cache under a `cache_guard`."""
+        return [i for i, r in enumerate(self.batch.rows) if r.settings.cache_guard > 0 and not r.full_forward_now()]
+
+    def _guard(self, guarded: list[int], window: BlockWindow, region, logits: torch.Tensor):
+        """The cache guard: recomputes exactly the `guarded` rows whose step was too close to
+        call (`decoding.guard`); returns the step's region and logits."""
+        b, rows = self.batch, self.batch.rows
+        logits_b = logits.gather(1, region.block_index[..., None].expand(-1, -1, logits.shape[-1]))
+        margin = decision_margin(b.t, b.gen_ids, logits_b, window.cols, window.valid, self.mask_id).tolist()
+        trips = [i for i in guarded if margin[i] < rows[i].settings.cache_guard]
+        if not trips:
+            return region, logits
+        region = self.runner.recompute(b, window, region, trips)
+        extra = torch.zeros_like(b.t.nfe)  # the cached forward was spent too
+        extra[trips] = 1
+        b.t.nfe = b.t.nfe + extra
+        self.stats.guard_recomputes += len(trips)
+        self.stats.forwards += 1
+        return region, self.model.logits(region.hidden)
 
     def _apply_rule(self, window: BlockWindow, region, logits: torch.Tensor) -> StepOutcome:
         rows = self.batch.rows

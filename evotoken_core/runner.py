@@ -66,23 +66,40 @@ class ModelRunner:
 
     def run(self, b: BatchState, window: BlockWindow) -> Region:
         """Hidden states over each row's region; `window` is where its current block sits."""
-        rows, dev = b.rows, b.device
+        rows = b.rows
         settings = [r.settings for r in rows]
         emb = self.embeddings(b, rows, settings)
-        block_cols, block_valid = window.cols, window.valid                   # (B, W) gen coords
-        W = block_cols.shape[1]
         cached = [i for i, r in enumerate(rows) if not r.full_forward_now()]
         full = [i for i in range(len(rows)) if i not in set(cached)]
         parts = []
         if full:
-            parts.append((full, *self._full(b, emb, rows, settings, full, block_cols, block_valid)))
+            parts.append((full, *self._full(b, emb, rows, settings, full, window.cols, window.valid)))
         if cached:
             parts.append((cached, *self._cached(b, emb, rows, settings, cached, window)))
+        return self._assemble(parts, b, window, emb.shape[-1])
+
+    def recompute(self, b: BatchState, window: BlockWindow, region: Region, index: list[int]) -> Region:
+        """`region` with the rows in `index` recomputed by a full forward (the cache guard's
+        exact step; it refreshes their caches too). The other rows keep what they had."""
+        rows = b.rows
+        settings = [r.settings for r in rows]
+        emb = self.embeddings(b, rows, settings)
+        keep = [i for i in range(len(rows)) if i not in set(index)]
+        parts = [(index, *self._full(b, emb, rows, settings, index, window.cols, window.valid))]
+        if keep:
+            idx = torch.tensor(keep, device=b.device)
+            parts.append((keep, region.hidden[idx], region.cols[idx], region.valid[idx], region.block_index[idx]))
+        return self._assemble(parts, b, window, emb.shape[-1])
+
+    @staticmethod
+    def _assemble(parts, b: BatchState, window: BlockWindow, D: int) -> Region:
+        """One region from parts computed for disjoint sets of rows: (rows, hidden, cols,
+        valid, block_index), each padded to the widest part."""
         if len(parts) == 1:
             return Region(*parts[0][1:])
+        dev, B, W = b.device, len(b.rows), window.cols.shape[1]
         N = max(p[1].shape[1] for p in parts)
-        B, D = len(rows), emb.shape[-1]
-        hidden = emb.new_zeros((B, N, D))
+        hidden = parts[0][1].new_zeros((B, N, D))
         cols = torch.zeros((B, N), dtype=torch.long, device=dev)
         valid = torch.zeros((B, N), dtype=torch.bool, device=dev)
         block_index = torch.zeros((B, W), dtype=torch.long, device=dev)

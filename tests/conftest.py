@@ -9,6 +9,15 @@ torch.set_flush_denormal(True)
 
 pytest_plugins = ["tests.server_harness"]  # the `app` fixture: a live server on the tiny checkpoint
 
+@pytest.fixture
+def restore_threads():
+    """Commands under test set torch's thread count (`--threads 1`); put it back afterwards so
+    other tests are unaffected."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "Lily runs 48 km in the first 4 hours and 12 km in the next hour.",

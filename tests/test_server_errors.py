@@ -25,6 +25,8 @@ pytestmark = pytest.mark.timeout(120)
     ({"k_soft": 100000}, "k_soft"),
     ({"alpha_soft_mask": 1.5}, "alpha_soft_mask"),
     ({"threshold": 0}, "threshold"),
+    ({"cache_guard": -1}, "cache_guard"),
+    ({"cache_guard": "high"}, "cache_guard"),
     ({"decoding": "greedy"}, "decoding"),
     ({"remasking": "none"}, "remasking"),
     ({"max_tokens": 0}, "max_tokens"),

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from benchmarks.speed_accuracy import main
 
 
-def test_rows_compare_each_speed_up_with_exact_decoding(tiny_checkpoint, capsys, tmp_path):
-    before = torch.get_num_threads()
-    try:
-        code = main(["--model", str(tiny_checkpoint), "--task", "arith", "--limit", "3", "--device", "cpu",
-                     "--gen-length", "8", "--block-length", "4", "--steps", "4", "--threads", "1",
-                     "--decoding", "evotoken,hard_mask", "--thresholds", "0.5,0.9", "--cache-refreshes", "1",
-                     "--no-progress",
-                     "--json", "--out", str(tmp_path)])
-    finally:
-        torch.set_num_threads(before)
+def test_rows_compare_each_speed_up_with_exact_decoding(tiny_checkpoint, capsys, tmp_path, restore_threads):
+    code = main(["--model", str(tiny_checkpoint), "--task", "arith", "--limit", "3", "--device", "cpu",
+                 "--gen-length", "8", "--block-length", "4", "--steps", "4", "--threads", "1",
+                 "--decoding", "evotoken,hard_mask", "--thresholds", "0.5,0.9", "--cache-refreshes", "1",
+                 "--cache-guards", "1e9", "--no-progress", "--json", "--out", str(tmp_path)])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows == json.loads((tmp_path / "speed_accuracy.json").read_text())
     names = ["exact, fixed steps", "exact", "threshold 0.5", "threshold 0.9", "threshold 0.5, stable",
              "threshold 0.9, stable", "prefix cache",
-             "prefix cache, refresh 1", "dual cache", "dual cache, refresh 1",
+             "prefix cache, refresh 1", "prefix cache, guard 1e+09", "dual cache", "dual cache, refresh 1",
+             "dual cache, guard 1e+09",
              "dual cache + threshold 0.5", "dual cache + threshold 0.9"]
     for mode in ("evotoken", "hard_mask"):
         mine = {r["config"]: r for r in rows if r["mode"] == mode}
@@ -37,6 +31,9 @@ def test_rows_compare_each_speed_up_with_exact_decoding(tiny_checkpoint, capsys,
         # refreshing at every step is exact decoding, answer for answer
         for cache in ("prefix", "dual"):
             assert mine[f"{cache} cache, refresh 1"]["same_as_exact"] == 3
+            # a guard no step clears recomputes every cached step: exact, one forward more each
+            guarded = mine[f"{cache} cache, guard 1e+09"]
+            assert guarded["same_as_exact"] == 3 and guarded["mean_nfe"] >= exact["mean_nfe"]
         assert exact["mean_nfe"] <= fixed["mean_nfe"]
         for r in mine.values():
             assert r["n"] == 3 and r["tokens_per_s"] >= 0 and r["s_per_item"] > 0
@@ -48,14 +45,10 @@ def test_rows_compare_each_speed_up_with_exact_decoding(tiny_checkpoint, capsys,
         assert 1 <= mine["threshold 0.5"]["mean_nfe"] <= 8
 
 
-def test_markdown_table_is_printed_without_json(tiny_checkpoint, capsys):
-    before = torch.get_num_threads()
-    try:
-        code = main(["--model", str(tiny_checkpoint), "--task", "arith", "--limit", "2", "--device", "cpu",
-                     "--gen-length", "8", "--block-length", "4", "--steps", "4", "--threads", "1",
-                     "--decoding", "hard_mask", "--no-progress"])
-    finally:
-        torch.set_num_threads(before)
+def test_markdown_table_is_printed_without_json(tiny_checkpoint, capsys, restore_threads):
+    code = main(["--model", str(tiny_checkpoint), "--task", "arith", "--limit", "2", "--device", "cpu",
+                 "--gen-length", "8", "--block-length", "4", "--steps", "4", "--threads", "1",
+                 "--decoding", "hard_mask", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("| task | mode | configuration |")
     assert out.count("\n| arith | hard_mask |") == 7  # fixed, exact, threshold 0.9 (plain, stable), prefix, dual, dual + 0.9

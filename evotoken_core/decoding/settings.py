@@ -87,6 +87,12 @@ class DecodeSettings:
     cache_refresh: int = knob(0, Range(int, low=0), "with a cache: also recompute the whole canvas "
                               "every this many steps of a block (0: never; 1: every step, exact)",
                               extra=True, off=0)
+    # With a cache: recompute a step exactly whenever one of its decisions (which positions to
+    # unmask, which token, a revision) was decided by less than this margin in log-odds, so
+    # the cache's small error cannot flip it. 0 turns the guard off. See docs/caching.md.
+    cache_guard: float = knob(0.0, Range(float, low=0), "with a cache: recompute a step exactly when "
+                              "one of its decisions was closer than this margin (log-odds; 0: off)",
+                              extra=True, off=0.0)
     # Fixed-length extras that benchmark clients send (vLLM's names). `min_tokens`: no end token
     # is proposed before this many generated tokens. `ignore_eos`: decode the whole canvas
     # (no early end) and keep the text past end tokens, so every answer has max_tokens tokens.
