@@ -120,7 +120,10 @@ class ModelSettings(BaseSettings):
     decoding: Literal[DECODING_MODES] = decoding_default("decoding")
     remasking: Literal[REMASKING_RULES] = decoding_default("remasking")
     threshold: float | None = decoding_default("threshold")
+    threshold_stable: bool = decoding_default("threshold_stable")
     cache: Literal[CACHE_MODES] = decoding_default("cache")
+    cache_refresh: int = decoding_default("cache_refresh")
+    cache_guard: float = decoding_default("cache_guard")
 
     @model_validator(mode="after")
     def _defaults_decode(self):

@@ -93,6 +93,14 @@ def test_request_settings_round_the_canvas_to_whole_blocks():
     assert CompletionRequest(prompt="x").decode_settings(Settings(threshold=0.8), 8).threshold == 0.8
 
 
+def test_the_cache_policies_are_server_defaults_a_request_overrides():
+    server = Settings(cache="dual", cache_refresh=4, cache_guard=0.5, threshold=0.9, threshold_stable=True)
+    s = CompletionRequest(prompt="x").decode_settings(server, 8)
+    assert (s.cache, s.cache_refresh, s.cache_guard, s.threshold_stable) == ("dual", 4, 0.5, True)
+    own = CompletionRequest(prompt="x", cache="none", cache_guard=0, threshold_stable=False).decode_settings(server, 8)
+    assert (own.cache, own.cache_guard, own.threshold_stable) == ("none", 0, False)
+
+
 def test_models_list_names_the_lora_adapter_with_its_base(tiny_checkpoint):
     from server import create_app
 
