@@ -50,16 +50,21 @@ class RecommendedDecoding:
         return cls(**data)
 
     @classmethod
-    def read(cls, model_dir: str | Path) -> RecommendedDecoding:
-        """The checkpoint's recommendation, or the reference defaults when it names none."""
+    def find(cls, model_dir: str | Path) -> RecommendedDecoding | None:
+        """The checkpoint's recommendation, or None when it names none."""
         path = Path(model_dir) / GENERATION_CONFIG
         if not path.is_file():
-            return cls()
+            return None
         try:
             data = json.loads(path.read_text()).get(KEY)
-            return cls() if data is None else cls.from_dict(data)
+            return None if data is None else cls.from_dict(data)
         except (ValueError, TypeError, AttributeError, OSError) as error:
             raise ValueError(f"{path}: bad `{KEY}` decoding recommendation: {error}") from None
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> RecommendedDecoding:
+        """The checkpoint's recommendation, or the reference defaults when it names none."""
+        return cls.find(model_dir) or cls()
 
     def write(self, model_dir: str | Path) -> None:
         """Store this recommendation in the checkpoint, keeping the file's other keys."""

@@ -43,13 +43,11 @@ def carry_recommended_decoding(source: str | Path, out: str | Path) -> None:
     """Copy `source`'s `evotoken` decoding recommendation to `out`, when it has one: a model
     trained on from a checkpoint decodes best as that checkpoint did, and every consumer reads
     the recommendation (without it, a small model is scored at the 8B reference shape)."""
-    from evotoken_core.decoding.recommended import GENERATION_CONFIG, KEY, RecommendedDecoding
+    from evotoken_core.decoding.recommended import RecommendedDecoding
 
-    path = Path(source) / GENERATION_CONFIG
-    if path.is_file():
-        data = json.loads(path.read_text()).get(KEY)
-        if data is not None:
-            RecommendedDecoding.from_dict(data).write(out)
+    found = RecommendedDecoding.find(source)
+    if found is not None:
+        found.write(out)
 
 
 def load_float32(path: str | Path):
