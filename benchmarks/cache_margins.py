@@ -47,18 +47,14 @@ class MarginProbe(Engine):
         self.margins: list[float] = []
 
     def _guard(self, guarded, window, region, logits):
-        cached = _block(region, logits)
+        cached = region.at_block(logits)
         region, logits = super()._guard(guarded, window, region, logits)
-        exact = _block(region, logits)
+        exact = region.at_block(logits)
         b, valid = self.batch, window.valid
         err = (top_log_odds(cached, self.mask_id) - top_log_odds(exact, self.mask_id)).abs()
         self.errors.append(float(err[valid].max()))
         self.margins.append(float(decision_margin(b.t, b.gen_ids, exact, window.cols, valid, self.mask_id)[0]))
         return region, logits
-
-
-def _block(region, logits: torch.Tensor) -> torch.Tensor:
-    return logits.gather(1, region.block_index[..., None].expand(-1, -1, logits.shape[-1]))
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -73,8 +69,7 @@ def measure(args) -> list[dict]:
     prompts = [generator.prompt_ids(item) for item in load_items(task, path, args.limit)]
     rows = []
     for run in plan_runs(args.decoding, args.alpha_soft_mask[:1]):
-        settings = run.settings(base, 0).with_(cache=args.cache,
-                              cache_guard=NEVER_PASSES, early_end=True)
+        settings = run.settings(base, 0).with_(cache=args.cache, cache_guard=NEVER_PASSES, early_end=True)
         probe = MarginProbe(generator.loaded)
         for i, prompt in enumerate(prompts):
             list(probe.stream([DecodeRequest(f"item{i}", prompt, settings)]))

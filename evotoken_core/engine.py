@@ -214,8 +214,8 @@ class Engine:
         """The cache guard: recomputes exactly the `guarded` rows whose step was too close to
         call (`decoding.guard`); returns the step's region and logits."""
         b, rows = self.batch, self.batch.rows
-        logits_b = logits.gather(1, region.block_index[..., None].expand(-1, -1, logits.shape[-1]))
-        margin = decision_margin(b.t, b.gen_ids, logits_b, window.cols, window.valid, self.mask_id).tolist()
+        margin = decision_margin(b.t, b.gen_ids, region.at_block(logits), window.cols, window.valid,
+                                 self.mask_id).tolist()
         trips = [i for i in guarded if margin[i] < rows[i].settings.cache_guard]
         if not trips:
             return region, logits

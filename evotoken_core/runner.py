@@ -31,6 +31,12 @@ class Region:
     valid: torch.Tensor
     block_index: torch.Tensor
 
+    def at_block(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-region values (B, N, ...) at the current block's positions (B, W, ...)."""
+        B, W = self.block_index.shape
+        extra = [1] * (x.dim() - 2)
+        return x.gather(1, self.block_index.view(B, W, *extra).expand(B, W, *x.shape[2:]))
+
     def lifter(self, G: int):
         """A function taking per-region values (B, N, ...) onto the generated positions
         (B, G, ...), keeping `old` wherever this step computed nothing."""

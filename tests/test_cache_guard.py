@@ -50,8 +50,8 @@ def _spied(loaded):
 
     def spy(guarded, window, region, logits):
         b = engine.batch
-        lb = logits.gather(1, region.block_index[..., None].expand(-1, -1, logits.shape[-1]))
-        margins.append(float(decision_margin(b.t, b.gen_ids, lb, window.cols, window.valid, engine.mask_id)[0]))
+        margins.append(float(decision_margin(b.t, b.gen_ids, region.at_block(logits), window.cols, window.valid,
+                                             engine.mask_id)[0]))
         return real(guarded, window, region, logits)
 
     engine._guard = spy

@@ -177,8 +177,7 @@ def refine(t: BatchTensors, gen: torch.Tensor, region, logits: torch.Tensor, win
     if any_min_tokens:
         forbid_early_end(logits_r, region.cols, t.min_tokens, ids.ends)
     lse_r = logits_r.logsumexp(-1)                                                   # (B, N)
-    logits_b = logits_r.gather(1, region.block_index[..., None].expand(-1, -1, logits_r.shape[-1]))
-    lse_b = lse_r.gather(1, region.block_index)                                      # (B, W)
+    logits_b, lse_b = region.at_block(logits_r), region.at_block(lse_r)              # (B, W, V), (B, W)
     x0, conf = propose(logits_b, lse_b, samplers)
     masked_b = (gen.gather(1, window.cols) == ids.mask) & window.valid
     update_b = select(conf, masked_b, x0, window, t, any_stable) | revise(conf, masked_b, window, t)
