@@ -59,7 +59,7 @@ class _GenerationRequest(BaseModel):
     decoding: Literal[DECODING_MODES] | None = None
     cache: Literal[CACHE_MODES] | None = None
     cache_refresh: StrictInt | None = None
-    cache_guard: StrictFloat | StrictInt | None = None
+    cache_guard: StrictFloat | None = None
     stream_steps: bool | Literal["full"] = False
     # Fixed-length extras that benchmark clients send (aiperf, guidellm, vLLM bench; vLLM's names):
     ignore_eos: bool = False  # decode the whole canvas; the answer has exactly max_tokens tokens

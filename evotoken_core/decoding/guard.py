@@ -21,10 +21,6 @@ from .tensors import BatchTensors
 INF = float("inf")
 
 
-def _nan_is_inf(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, INF), x)
-
-
 def log_odds(p: torch.Tensor) -> torch.Tensor:
     return p.log() - (-p).log1p()
 
@@ -68,8 +64,8 @@ def decision_margin(t: BatchTensors, gen: torch.Tensor, logits_b: torch.Tensor, 
     by_threshold = ~torch.isnan(thr)
     # ... and when none passes it, the most confident one is taken: its lead over the next
     forced = (ranked[:, 0] < log_odds(thr)) & (n_masked > 1)
-    lead = torch.where(forced, ranked[:, 0] - ranked[:, 1 % W], torch.full_like(last_in, INF))
-    sched_gap = torch.where(by_threshold, torch.minimum(_nan_is_inf(thr_gap), lead), count_gap)
+    lead = torch.where(forced, ranked[:, 0] - ranked[:, min(1, W - 1)], torch.full_like(last_in, INF))
+    sched_gap = torch.where(by_threshold, torch.minimum(thr_gap, lead), count_gap)
     # the token of each position the step writes: those unmasked now, and (EvoToken) the
     # decoded ones it may revise
     lo_thr = torch.where(by_threshold, log_odds(thr), last_in)
@@ -83,4 +79,4 @@ def decision_margin(t: BatchTensors, gen: torch.Tensor, logits_b: torch.Tensor, 
     stored = t.conf.gather(1, window_cols).to(score.dtype)
     other = revisable & (arg != current)
     rev = torch.where(other, (score - log_odds(stored)).abs(), inf).amin(1)
-    return torch.minimum(torch.minimum(sched_gap, tok_gap), _nan_is_inf(rev))
+    return torch.minimum(torch.minimum(sched_gap, tok_gap), rev)
