@@ -21,7 +21,7 @@ from .decoding.batch import BatchState
 from .decoding.guard import decision_margin
 from .decoding.records import DecodeRequest, StepRecord
 from .decoding.settings import SettingsError
-from .decoding.step import BlockWindow, SpecialIds, StepOutcome, block_window, refine
+from .decoding.step import BlockWindow, SpecialIds, StepOutcome, block_window, forbid_early_end, refine
 from .model.loading import LoadedModel
 from .model.modeling import compute_dtype
 from .runner import ModelRunner
@@ -214,8 +214,10 @@ class Engine:
         """The cache guard: recomputes exactly the `guarded` rows whose step was too close to
         call (`decoding.guard`); returns the step's region and logits."""
         b, rows = self.batch, self.batch.rows
-        margin = decision_margin(b.t, b.gen_ids, region.at_block(logits), window.cols, window.valid,
-                                 self.mask_id).tolist()
+        logits_b = region.at_block(logits)
+        if any(r.settings.min_tokens > 0 for r in rows):  # the margins of what the rule reads
+            logits_b = forbid_early_end(logits_b.clone(), window.cols, b.t.min_tokens, self.ids.ends)
+        margin = decision_margin(b.t, b.gen_ids, logits_b, window.cols, window.valid, self.mask_id).tolist()
         trips = [i for i in guarded if margin[i] < rows[i].settings.cache_guard]
         if not trips:
             return region, logits

@@ -94,6 +94,29 @@ def test_sixteen_mixed_guarded_and_unguarded_requests_each_decode_as_alone(f64):
         assert got.gen_ids.tolist() == alone.gen_ids.tolist() and got.nfe == alone.nfe, r.settings
 
 
+def test_the_guard_measures_margins_without_the_end_tokens_min_tokens_bans(tiny_gqa_checkpoint):
+    """Under `min_tokens` the step rule never sees an early end token, so neither does the
+    guard: an end token tied with the model's favourite token is no near-tie for it."""
+    loaded = load_model(tiny_gqa_checkpoint, dtype="float64", device="cpu")
+    s = DecodeSettings(gen_length=24, block_length=8, steps=12, decoding="hard_mask", early_end=False,
+                       cache="dual")
+    exact = _final(Engine(loaded), [DecodeRequest("a", PROMPTS[0], s)])["a"]
+    favourite = max(set(exact.gen_ids.tolist()), key=exact.gen_ids.tolist().count)
+    head = loaded.model.get_output_embeddings().weight
+    with torch.no_grad():
+        for end in loaded.end_ids:  # every end token now ties with the favourite everywhere
+            head[end] = head[favourite]
+    tied = s.with_(cache_guard=1e-9)
+    raw = Engine(loaded)
+    _final(raw, [DecodeRequest("a", PROMPTS[0], tied)])
+    assert raw.stats.guard_recomputes > 0, "the tie is a zero margin while end tokens may be written"
+    banned = Engine(loaded)
+    out = _final(banned, [DecodeRequest("a", PROMPTS[0], tied.with_(min_tokens=24))])["a"]
+    assert banned.stats.guard_recomputes == 0
+    plain = _final(Engine(loaded), [DecodeRequest("a", PROMPTS[0], s.with_(min_tokens=24))])["a"]
+    assert out.gen_ids.tolist() == plain.gen_ids.tolist() and out.nfe == plain.nfe
+
+
 def test_a_negative_guard_is_refused():
     with pytest.raises(SettingsError) as info:
         DecodeSettings(cache="dual", cache_guard=-0.1)
