@@ -288,3 +288,21 @@ def test_shipped_model_answers_an_easy_item(decoding, question, expected):
 def test_pretrain_only_variant_ships_beside_it():
     loaded = load_model(pretrain_only_model_path(), dtype="float32", device="cpu")
     assert loaded.config.vocab_size == load_model(default_model_path(), device="cpu").config.vocab_size
+
+
+def test_the_shipped_cts_adapter_on_the_pretrain_only_model_is_the_default_model():
+    """The CTS run ships its LoRA adapter: `--model …/pretrain_only --lora …/adapter` is the
+    default model (both float16 on disk, so equal to float16 rounding) and answers the same."""
+    adapter = default_model_path() / "adapter"
+    assert (adapter / "adapter_config.json").is_file()
+    torch.set_flush_denormal(True)
+    tuned = load_model(pretrain_only_model_path(), dtype="float32", device="cpu", lora=adapter)
+    merged = load_model(default_model_path(), dtype="float32", device="cpu")
+    base = load_model(pretrain_only_model_path(), dtype="float32", device="cpu")
+    probe = torch.randint(0, merged.config.vocab_size, (2, 48), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b, c = (m.model(input_ids=probe).logits for m in (tuned, merged, base))
+    assert (a - b).abs().max() < 0.05 < (a - c).abs().max()
+    settings = RecommendedDecoding.read(default_model_path()).settings(temperature=0.0, decoding="evotoken")
+    question = EASY_ITEMS[0][0]
+    assert answer(tuned, question, "arith", settings) == answer(merged, question, "arith", settings)
