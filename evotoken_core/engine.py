@@ -215,7 +215,7 @@ class Engine:
         call (`decoding.guard`); returns the step's region and logits."""
         b, rows = self.batch, self.batch.rows
         logits_b = region.at_block(logits)
-        if any(r.settings.min_tokens > 0 for r in rows):  # the margins of what the rule reads
+        if self._bans_early_end():  # the margins of the logits the rule reads
             logits_b = forbid_early_end(logits_b.clone(), window.cols, b.t.min_tokens, self.ids.ends)
         margin = decision_margin(b.t, b.gen_ids, logits_b, window.cols, window.valid, self.mask_id).tolist()
         trips = [i for i in guarded if margin[i] < rows[i].settings.cache_guard]
@@ -229,12 +229,16 @@ class Engine:
         self.stats.forwards += 1
         return region, self.model.logits(region.hidden)
 
+    def _bans_early_end(self) -> bool:
+        """Some row's `min_tokens` bans end tokens this step (`decoding.step.forbid_early_end`)."""
+        return any(r.settings.min_tokens > 0 for r in self.batch.rows)
+
     def _apply_rule(self, window: BlockWindow, region, logits: torch.Tensor) -> StepOutcome:
         rows = self.batch.rows
         samplers = [(i, r.settings, r.generator) for i, r in enumerate(rows) if r.generator is not None]
         return refine(self.batch.t, self.batch.gen_ids, region, logits, window, samplers, self.ids, self.batch.K,
                       any_evotoken=any(r.settings.evotoken for r in rows),
-                      any_min_tokens=any(r.settings.min_tokens > 0 for r in rows),
+                      any_min_tokens=self._bans_early_end(),
                       any_stable=any(r.settings.threshold_stable and r.settings.threshold is not None for r in rows),
                       want_detail=any(r.request.want_steps for r in rows))
 
