@@ -210,7 +210,7 @@ if [[ $stage == cts || $stage == all ]]; then
         --level-start 0.15,0.3,0.55 --level-end 0.15,0.3,0.55 \
         --unroll-steps 4 --unmask-counts "${CTS_UNMASK:-1,2,4,8}" --k-soft 3 --alpha-min 0.5 --alpha-max 1.0 \
         --block-lengths "${CTS_BLOCKS:-8,16,32,48}" --block-prefix-share "${CTS_PREFIX_SHARE:-0.5}" \
-        --anchor-weight "${CTS_ANCHOR:-1.0}" --anchor-suffix-share 0.5 \
+        --anchor-weight "${CTS_ANCHOR:-1.0}" --anchor-suffix-share 0.5 --copy-weight "${CTS_COPY:-0}" \
         --lora-r 128 --lora-alpha 256 --lora-dropout 0.05 --lora-targets "${CTS_TARGETS:-q_proj,k_proj,v_proj,attn_out,ff_proj,up_proj,ff_out}" \
         --diagnostics-every 50 --stop-when "${CTS_STOP_WHEN:-self_copy>=0.99,kept_ce<=0.05}" \
         --checkpoint-every 100 --keep-checkpoints 3 \

@@ -34,6 +34,7 @@ HELP = {
     "block_lengths": "CTS block lengths; one value drawn per batch",
     "anchor_weight": "add this weight times the masked-diffusion pretraining loss of the same batch (one more forward per step), so that CTS keeps hard-mask decoding trained; a departure from the published trainer (0: off, as published)",
     "anchor_suffix_share": "share of the anchor's rows that mask their answer's last t-fraction, as the base's last pretraining phases did",
+    "copy_weight": "add this weight times the cross-entropy of giving back the clean answer shown whole, nothing masked (one more forward per step): trains the self-copy EvoToken relies on when it feeds decoded tokens back; a departure from the published trainer (0: off, as published)",
     "mask_eps": "masked diffusion's mask ratio t is drawn from (mask_eps, 1] (pretraining, and CTS's anchor)",
     "whole_numbers": "demo tokenizer with every integer 0-1000 one token; --no-whole-numbers spells numbers in digits",
     "save_dtype": "dtype of the final weights on disk (float32, bfloat16, float16)",

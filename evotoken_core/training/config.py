@@ -117,6 +117,7 @@ class CTSConfig(TrainConfig):
     block_prefix_share: float = 0.0  # rows whose kept block positions are its first ones (0: published)
     anchor_weight: float = 0.0     # + this × the masked-diffusion loss of the same batch (0: published)
     anchor_suffix_share: float = 0.5  # that loss's suffix-masked rows (the base's last phases: 0.5)
+    copy_weight: float = 0.0       # + this × the CE of giving back the clean answer, shown whole (0: published)
     full: bool = False             # full fine-tune instead of LoRA
     lora_r: int = 128
     lora_alpha: int = 256
@@ -143,6 +144,7 @@ class CTSConfig(TrainConfig):
         _need(self.k_soft >= 1, "k_soft must be at least 1")
         _need(0 <= self.block_prefix_share <= 1, "block_prefix_share must be in [0, 1]")
         _need(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0: no masked-diffusion term)")
+        _need(self.copy_weight >= 0, "copy_weight must be >= 0 (0: no clean-copy term)")
         _need(0 <= self.anchor_suffix_share <= 1, "anchor_suffix_share must be in [0, 1]")
         _need(0 <= self.alpha_min <= self.alpha_max <= 1, "need 0 <= alpha_min <= alpha_max <= 1")
         _need(self.lora_r >= 1, "lora_r must be at least 1")

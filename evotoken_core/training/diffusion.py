@@ -76,6 +76,14 @@ def diffusion_loss(logits: torch.Tensor, batch: EncodedBatch, noised: NoisedBatc
     return per_row.mean()
 
 
+def clean_copy_loss(logits: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+    """The model shown its clean row, nothing masked, scored on giving each answer token back:
+    sum of w * CE over the answer region, per row divided by its total weight, averaged over
+    rows. logits: (B, L, V) of `batch.input_ids`."""
+    token = weighted_token_ce(logits, batch.input_ids, batch.weight * batch.answer)
+    return (token.sum(1) / batch.weight.sum(1).clamp_min(1e-6)).mean()
+
+
 def masked_accuracy(logits: torch.Tensor, batch: EncodedBatch, noised: NoisedBatch) -> float:
     """Share of masked non-padding tokens predicted exactly (a progress signal for the bar)."""
     real = noised.masked & (batch.weight >= 1)
