@@ -88,8 +88,10 @@ def test_table_is_printed_without_json(tiny_checkpoint, capsys):
     code, out, _ = run_cli(capsys, "--model", str(tiny_checkpoint), "--task", "countdown", "--limit", "2", *FAST)
     assert code == 0
     header, rule, row = out.strip().splitlines()
-    assert header.split() == ["task", "mode", "alpha", "accuracy", "correct", "n", "mean_nfe", "errors"]
-    assert row.split()[:3] == ["countdown", "evotoken", "0.7"] and row.split()[5] == "2"
+    assert header.split() == ["task", "mode", "alpha", "accuracy", "95%_CI", "correct", "n", "mean_nfe", "errors"]
+    assert row.split()[:3] == ["countdown", "evotoken", "0.7"] and row.split()[6] == "2"
+    low, high = (float(x) for x in row.split()[4].strip("[]").split(","))
+    assert 0 <= low <= float(row.split()[3].rstrip("%")) <= high <= 100
 
 
 class ScriptedGenerator:
@@ -173,6 +175,7 @@ def test_base_url_sends_the_diffusion_settings_and_scores_the_replies(tmp_path, 
         server.shutdown()
     assert code == 0, err
     cell = json.loads(out)["results"]["gsm8k"]["hard_mask"]["none"]
+    assert cell.pop("ci95") == pytest.approx([0.0945, 0.9055], abs=1e-4)  # Wilson, 1 of 2
     assert cell == {"accuracy": 0.5, "n": 2, "correct": 1, "mean_nfe": 5.0, "errors": 0}
     body = _ChatHandler.seen[-1]
     assert body["model"] == "tiny" and body["max_tokens"] == 8 and body["decoding"] == "hard_mask"
@@ -208,3 +211,15 @@ def test_base_url_without_canvas_flags_decodes_with_the_servers_defaults(tmp_pat
 def test_command_line_errors_are_reported_plainly(capsys, args, message):
     code, out, err = run_cli(capsys, *args)
     assert code == 2 and out == "" and message in err
+
+
+def test_the_wilson_interval_matches_its_closed_forms():
+    from evotoken_core.eval.harness import wilson_interval
+
+    z2 = 1.959964 ** 2
+    assert wilson_interval(0, 20) == pytest.approx((0.0, z2 / (20 + z2)))  # no successes: [0, z²/(n+z²)]
+    assert wilson_interval(20, 20) == pytest.approx((20 / (20 + z2), 1.0))
+    low, high = wilson_interval(273, 300)  # 91.0 %: asymmetric, pulled toward 1/2
+    assert low < 0.91 < high and (0.91 - low) > (high - 0.91)
+    assert (low, high) == pytest.approx((0.8722, 0.9374), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)

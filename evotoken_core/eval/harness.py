@@ -7,6 +7,7 @@ alpha sweep therefore costs one evotoken run per alpha plus one hard_mask run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,6 +19,19 @@ from .generation import Generation, Job
 from .scoring import predicted_answer
 
 NO_ALPHA = "none"
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95 % by default): unlike the
+    normal-approximation ± z·SE, it stays inside [0, 1] and is sound at 0 or n successes,
+    which small sets and weak models produce. Two runs on the same items are compared with
+    paired statistics (eval.paired), not by overlapping intervals."""
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = correct / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,8 @@ class RunResult:
         return sum(nfes) / len(nfes) if nfes and len(nfes) == self.n else None
 
     def summary(self) -> dict:
-        return {"accuracy": self.accuracy, "n": self.n, "correct": self.correct, "mean_nfe": self.mean_nfe,
+        return {"accuracy": self.accuracy, "ci95": list(wilson_interval(self.correct, self.n)), "n": self.n,
+                "correct": self.correct, "mean_nfe": self.mean_nfe,
                 "errors": sum(r["finish"] == "error" for r in self.records)}
 
 

@@ -9,13 +9,14 @@ from .harness import RunResult
 
 
 def format_table(results: list[RunResult]) -> str:
-    header = ("task", "mode", "alpha", "accuracy", "correct", "n", "mean_nfe", "errors")
+    header = ("task", "mode", "alpha", "accuracy", "95%_CI", "correct", "n", "mean_nfe", "errors")
     rows = [header]
     for res in results:
         s = res.summary()
         nfe = "-" if s["mean_nfe"] is None else f"{s['mean_nfe']:.1f}"
+        low, high = s["ci95"]
         rows.append((res.task, res.run.mode, res.run.alpha_key, f"{100 * s['accuracy']:.2f}%",
-                     str(s["correct"]), str(s["n"]), nfe, str(s["errors"])))
+                     f"[{100 * low:.1f},{100 * high:.1f}]", str(s["correct"]), str(s["n"]), nfe, str(s["errors"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
              for r in rows]
