@@ -189,3 +189,15 @@ def test_demo_items_need_the_exact_answer_and_extraction_is_reported():
     assert predicted_answer("countdown", "\\boxed{1} \\boxed{2 + 3}") == "2 + 3"
     assert predicted_answer("gsm8k", "\\boxed{1} \\boxed{2}") == "1"
     assert predicted_answer("svamp", "<answer>4</answer>") == "4"
+
+
+def test_the_saved_answer_of_an_exact_match_or_newcomer_item_is_what_its_scorer_compared():
+    # Saved as `extracted`, which the paired statistics count as "identical final answers":
+    # a demo reply is compared whole, a newcomer reply by its boxed part or else whole.
+    from evotoken_core.eval import predicted_answer
+
+    assert predicted_answer("demo", " 56, 88, 91\n") == "56, 88, 91"
+    assert predicted_answer("newcomer", "<reasoning>l-a-m-p</reasoning>\n<answer>p-m-a-l</answer>") == "p-m-a-l"
+    assert predicted_answer("newcomer", "I can solve small word problems.") == "I can solve small word problems."
+    assert predicted_answer("newcomer", "so \\boxed{42} ") == "42"
+    assert predicted_answer("arith", "no answer here") is None

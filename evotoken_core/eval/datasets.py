@@ -14,8 +14,8 @@ from pathlib import Path
 
 from evotoken_core.data.countdown import question as countdown_question
 
-from .scoring import (gsm8k_reference, numeric_prediction, parse_number, score_countdown, score_math,
-                      score_numeric)
+from .scoring import (gsm8k_reference, parse_number, score_countdown, score_math,
+                      score_numeric, shown_answer)
 
 TASKS = ("arith", "countdown", "gsm8k", "math500", "svamp", "demo", "newcomer")
 # The newcomer set: questions as a first-time user types them, with no instruction line (the
@@ -57,8 +57,7 @@ def score_newcomer(kind: str, text: str, reference: str) -> bool:
     `<answer>`) part when there is one, else the whole reply. A number must be the only number
     there; a sorted list must hold exactly the reference's numbers in its order; a reversed
     word must be the reference's letters, with dashes, spaces and case ignored (`p-m-a-l`)."""
-    shown = numeric_prediction(text)
-    shown = text.strip() if shown is None else shown.strip()
+    shown = shown_answer(text)
     if kind == "sort":
         return re.findall(r"-?\d+", shown) == re.findall(r"-?\d+", reference)
     if kind == "reverse":

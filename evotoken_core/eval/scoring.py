@@ -68,8 +68,20 @@ def score_countdown(text: str, numbers: list[int], target: float) -> bool:
     return countdown_correct(expr.strip() if expr is not None else None, numbers, target)
 
 
+def shown_answer(text: str) -> str:
+    """The part of a free-form reply that holds its answer: the boxed (or `<answer>`) part when
+    there is one, else the whole reply (the newcomer questions' rule)."""
+    shown = numeric_prediction(text)
+    return text.strip() if shown is None else shown.strip()
+
+
 def predicted_answer(task: str, text: str) -> str | None:
-    """What the scorer read from `text`, for the saved generations."""
+    """What the scorer read from `text`, for the saved generations: for the demo tasks, scored
+    by exact match, the whole stripped reply."""
     if task in ("countdown", "math500"):
         return last_boxed(text)
+    if task == "demo":
+        return text.strip()
+    if task == "newcomer":
+        return shown_answer(text)
     return numeric_prediction(text)
