@@ -14,7 +14,7 @@ from pathlib import Path
 
 from evotoken_core.data.countdown import question as countdown_question
 
-from .scoring import (gsm8k_reference, parse_number, score_countdown, score_math,
+from .scoring import (gsm8k_reference, parse_number, predicted_answer, score_countdown, score_math,
                       score_numeric, shown_answer)
 
 TASKS = ("arith", "countdown", "gsm8k", "math500", "svamp", "demo", "newcomer")
@@ -47,8 +47,8 @@ class EvalItem:
             return score_countdown(text, list(self.numbers), float(self.reference))
         if self.task == "math500":
             return score_math(text, self.reference)
-        if self.task == "demo":
-            return text.strip() == self.reference
+        if self.task == "demo":  # exact match of what the saved generations call its answer
+            return predicted_answer(self.task, text) == self.reference
         return score_numeric(text, self.reference)
 
 
