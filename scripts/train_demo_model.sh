@@ -201,7 +201,8 @@ if [[ $stage == cts || $stage == all ]]; then
     # (on these weights: 91.7 -> 62.3 % held-out arithmetic after 800 steps):
     #   CTS_TARGETS=q_proj,k_proj,v_proj CTS_ANCHOR=0 CTS_PREFIX_SHARE=0 CTS_MIN=63
     # CTS_COPY=w adds the clean-copy term (docs/training.md): CTS_COPY=1.0 CTS_MIN=60 reached 99.2 %
-    # self-copy in 841 steps and cost 3.3 points of hard-mask arithmetic, so it is off here.
+    # self-copy in 841 steps but lost 3.3 points of hard-mask arithmetic (in fewer steps than
+    # the shipped run, so the cause is open), so it is off here.
     precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
     $PY -m evotoken_core.training.cli cts "${precision[@]}" \
         --base "${CTS_BASE:-$RUNS/pretrain_split_suffix3}" --out "${CTS_OUT:-$RUNS/cts}" --seed 1 --threads "$THREADS" \
