@@ -25,6 +25,7 @@ HELP = {
     "full": "full fine-tune instead of LoRA (default: LoRA, as the published trainer)",
     "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha (scale alpha/r)", "lora_dropout": "LoRA dropout",
     "lora_targets": "comma-separated module names that get LoRA layers",
+    "init_adapter": "continue training this LoRA adapter of --base (e.g. a shipped model's adapter/) with a fresh optimizer and lr schedule; its own r, alpha, dropout and targets apply, not the --lora-* flags; --resume takes precedence",
     "diagnostics_every": "measure self-copy, kept-position CE and the later-step loss on a fixed held-out batch every N steps (0: never); also written with every checkpoint",
     "diagnostics_rows": "held-out rows of the diagnostic batch",
     "stop_when": "stop once every condition holds at a measurement, e.g. self_copy>=0.99,kept_ce<=0.05 (names: self_copy, kept_ce, kept_ce_rise, masked_ce, suffix_ce, later_excess, block_loss)",

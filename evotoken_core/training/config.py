@@ -8,6 +8,7 @@ was trained.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from .stop_rule import StopRule
 
@@ -124,6 +125,7 @@ class CTSConfig(TrainConfig):
     lora_dropout: float = 0.05
     lora_targets: str = "q_proj,k_proj,v_proj"
     save_adapter: bool = True      # with LoRA: also write the adapter beside the merged model
+    init_adapter: str | None = None  # continue this LoRA adapter of `base` (fresh optimizer) instead of a new one
     level_start: str = "0.1,0.3,0.6"
     diagnostics_every: int = 50    # measure the diagnostics every this many steps (0: never)
     diagnostics_rows: int = 64     # held-out rows of the diagnostic batch
@@ -151,6 +153,9 @@ class CTSConfig(TrainConfig):
         _need(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
         _need(bool([t for t in self.lora_targets.split(",") if t.strip()]) or self.full,
               "lora_targets must name at least one module")
+        _need(not (self.init_adapter and self.full), "init_adapter continues a LoRA adapter; it cannot go with full")
+        _need(not self.init_adapter or (Path(self.init_adapter) / "adapter_config.json").is_file(),
+              f"init_adapter: no adapter_config.json in {self.init_adapter} (give a peft adapter directory)")
         _need(self.diagnostics_every >= 0, "diagnostics_every must be >= 0 (0: never)")
         _need(self.diagnostics_rows >= 1, "diagnostics_rows must be at least 1")
         rule = StopRule.parse(self.stop_when)

@@ -24,7 +24,8 @@ from .source import BatchSource, mixture_source, step_rng
 
 
 def load_cts_start(config: CTSConfig):
-    """(trainable model, tokenizer, resume state): fresh LoRA/full on the base, or a checkpoint."""
+    """(trainable model, tokenizer, resume state): fresh LoRA/full on the base, an existing
+    adapter of the base to train further (`init_adapter`), or a checkpoint to resume."""
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     state = None
     if config.resume:
@@ -36,6 +37,8 @@ def load_cts_start(config: CTSConfig):
     model = load_float32(config.base)
     if config.full:
         return model, tokenizer, None
+    if config.init_adapter:
+        return load_lora(model, config.init_adapter), tokenizer, None
     targets = [t.strip() for t in config.lora_targets.split(",") if t.strip()]
     return add_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, targets), tokenizer, None
 
