@@ -203,9 +203,12 @@ if [[ $stage == cts || $stage == all ]]; then
     # CTS_COPY=w adds the clean-copy term (docs/training.md): CTS_COPY=1.0 CTS_MIN=60 reached 99.2 %
     # self-copy in 841 steps but lost 3.3 points of hard-mask arithmetic (in fewer steps than
     # the shipped run, so the cause is open), so it is off here.
+    # CTS_INIT_ADAPTER=DIR trains an existing adapter of CTS_BASE further (a fresh optimizer):
+    # the shipped one, say, with CTS_BASE=evotoken_core/assets/default_model/pretrain_only.
     precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
-    $PY -m evotoken_core.training.cli cts "${precision[@]}" \
-        --base "${CTS_BASE:-$RUNS/pretrain_split_suffix3}" --out "${CTS_OUT:-$RUNS/cts}" --seed 1 --threads "$THREADS" \
+    init=(); [[ -n ${CTS_INIT_ADAPTER:-} ]] && init=(--init-adapter "$CTS_INIT_ADAPTER")
+    $PY -m evotoken_core.training.cli cts "${precision[@]}" "${init[@]}" \
+        --base "${CTS_BASE:-$RUNS/pretrain_split_suffix3}" --out "${CTS_OUT:-$RUNS/cts}" --seed "${CTS_SEED:-1}" --threads "$THREADS" \
         --batch-size "${CTS_BATCH:-8}" --lr "${CTS_LR:-1e-4}" --warmup-steps 20 --min-lr-ratio 0.1 \
         --steps "${CTS_STEPS:-100000}" --time-budget-min "$CTS_MIN" \
         --answer-length "${CTS_ANSWER_LENGTH:-48}" --pad-weight 0.1 \
