@@ -201,8 +201,9 @@ if [[ $stage == cts || $stage == all ]]; then
     # (on these weights: 91.7 -> 62.3 % held-out arithmetic after 800 steps):
     #   CTS_TARGETS=q_proj,k_proj,v_proj CTS_ANCHOR=0 CTS_PREFIX_SHARE=0 CTS_MIN=63
     # CTS_COPY=w adds the clean-copy term (docs/training.md): CTS_COPY=1.0 CTS_MIN=60 reached 99.2 %
-    # self-copy in 841 steps but lost 3.3 points of hard-mask arithmetic (in fewer steps than
-    # the shipped run, so the cause is open), so it is off here.
+    # self-copy in 841 steps, scoring as a run without it stopped there (both 3.3 points of
+    # hard-mask arithmetic short of the shipped run); on top of the shipped adapter
+    # (CTS_INIT_ADAPTER) it cost EvoToken's arithmetic lead, so it is off here.
     # CTS_INIT_ADAPTER=DIR trains an existing adapter of CTS_BASE further (a fresh optimizer):
     # the shipped one, say, with CTS_BASE=evotoken_core/assets/default_model/pretrain_only.
     precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
