@@ -26,12 +26,12 @@ def ids_with_masks(vocab: int, mask_id: int) -> torch.Tensor:
     return ids
 
 
-def continued_config(base_dir: Path, adapter: Path, out: Path, **extra) -> CTSConfig:
+def continued_config(base_dir: Path, adapter: Path, out: Path) -> CTSConfig:
     # lora_* deliberately unlike the adapter's (r 8, alpha 16, q_proj/v_proj): the adapter's own apply
     return CTSConfig(base=str(base_dir), out=str(out), init_adapter=str(adapter), steps=2, batch_size=4,
                      answer_length=32, block_lengths="8,16", unmask_counts="1,2", warmup_steps=1, lr=2e-2,
                      threads=1, bf16=False, lora_r=4, lora_alpha=4, lora_targets="k_proj",
-                     diagnostics_every=0, **extra)
+                     diagnostics_every=0)
 
 
 def test_the_run_starts_from_exactly_the_adapted_model(trained, base, tiny_tokenizer, tmp_path):
