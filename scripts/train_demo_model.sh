@@ -200,10 +200,10 @@ if [[ $stage == cts || $stage == all ]]; then
     # evotoken_core/assets/default_model/pretrain_only. The published recipe, for comparison
     # (on these weights: 91.7 -> 62.3 % held-out arithmetic after 800 steps):
     #   CTS_TARGETS=q_proj,k_proj,v_proj CTS_ANCHOR=0 CTS_PREFIX_SHARE=0 CTS_MIN=63
-    # CTS_COPY=w adds the clean-copy term (docs/training.md): CTS_COPY=1.0 CTS_MIN=60 reached 99.2 %
-    # self-copy in 841 steps, scoring as a run without it stopped there (both 3.3 points of
-    # hard-mask arithmetic short of the shipped run); on top of the shipped adapter
-    # (CTS_INIT_ADAPTER) it cost EvoToken's arithmetic lead, so it is off here.
+    # CTS_COPY=w adds the clean-copy term (docs/training.md): CTS_COPY=1.0 over the shipped run's
+    # length (CTS_STEPS=1851 CTS_MIN=88 THREADS=2) reached 99.7 % self-copy but cost 3.7 points of
+    # hard-mask arithmetic and EvoToken's lead there; on top of the shipped adapter
+    # (CTS_INIT_ADAPTER) it cost the lead too, so it is off here.
     # CTS_INIT_ADAPTER=DIR trains an existing adapter of CTS_BASE further (a fresh optimizer):
     # the shipped one, say, with CTS_BASE=evotoken_core/assets/default_model/pretrain_only.
     precision=(); [[ ${BF16:-1} == 0 ]] && precision=(--no-bf16)
