@@ -15,7 +15,7 @@ from evotoken_core.data import (TrainExample, build_demo_tokenizer, make_test_se
                                 sample_train_example, train_stream)
 from evotoken_core.data import arithmetic, countdown, demo_tasks
 from evotoken_core.data.example import MAX_ANSWER_TOKENS
-from evotoken_core.data.export import TEST_SETS, render_test_set
+from evotoken_core.data.export import CONFIRM_SETS, TEST_SETS, render_test_set
 from evotoken_core.eval import countdown_correct, score_countdown
 from evotoken_core.eval.datasets import load_items, shipped_test_set
 
@@ -204,6 +204,16 @@ def test_test_sets_are_distinct_and_shipped_files_are_reproducible():
         # the held-out phrasings are scored as newcomer rows, so no eval task names their file
         shipped = Path(shipped_test_set(task) or shipped_test_set("arith").with_name(name))
         assert shipped.name == name and shipped.read_text() == render_test_set(task, n)
+
+
+def test_confirmation_sets_are_shipped_reproducible_and_disjoint_from_the_test_sets():
+    data = shipped_test_set("arith").parent
+    for task, n, name, seed in CONFIRM_SETS:
+        text = (data / name).read_text()
+        assert text == render_test_set(task, n, seed)
+        test_rows = set(shipped_test_set(task).read_text().splitlines())
+        rows = text.splitlines()
+        assert len(set(rows)) == n and not test_rows & set(rows)
 
 
 def test_stream_is_seeded_and_curriculum_weights_apply():

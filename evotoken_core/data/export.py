@@ -16,18 +16,22 @@ TEST_SETS = [("arith", 300, "arith_test.jsonl"), ("countdown", 256, "countdown_t
              ("demo", 60, "demo_test.jsonl"), ("phrased", 80, "phrased_test.jsonl"),
              ("phrased_seen", 80, "phrased_seen_test.jsonl")]
 TEST_SEED = 2026
+# Confirmation sets: drawn from the same held-out split with another seed, and disjoint from the
+# test sets above, for checking a choice made after seeing test scores (a checkpoint, an alpha)
+# on items that played no part in it. Score with `evotoken eval --task countdown --data FILE`.
+CONFIRM_SETS = [("countdown", 512, "countdown_confirm.jsonl", 2027)]
 
 
-def render_test_set(task: str, n: int) -> str:
-    return "".join(json.dumps(row) + "\n" for row in make_test_set(task, n, seed=TEST_SEED))
+def render_test_set(task: str, n: int, seed: int = TEST_SEED) -> str:
+    return "".join(json.dumps(row) + "\n" for row in make_test_set(task, n, seed=seed))
 
 
 def write_test_sets(out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for task, n, name in TEST_SETS:
-        (out / name).write_text(render_test_set(task, n), encoding="utf-8")
+    for task, n, name, seed in [(*row, TEST_SEED) for row in TEST_SETS] + CONFIRM_SETS:
+        (out / name).write_text(render_test_set(task, n, seed), encoding="utf-8")
         written.append(out / name)
     return written
 
