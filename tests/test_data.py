@@ -198,12 +198,12 @@ def test_no_test_problem_appears_in_training(examples):
 
 
 def test_test_sets_are_distinct_and_shipped_files_are_reproducible():
-    for task, n, name in TEST_SETS:
+    for task, n, name, seed in TEST_SETS:
         rows = make_test_set(task, n, seed=3)
         assert len(rows) == n and len({json.dumps(r) for r in rows}) == n
         # the held-out phrasings are scored as newcomer rows, so no eval task names their file
         shipped = Path(shipped_test_set(task) or shipped_test_set("arith").with_name(name))
-        assert shipped.name == name and shipped.read_text() == render_test_set(task, n)
+        assert shipped.name == name and shipped.read_text() == render_test_set(task, n, seed)
 
 
 def test_confirmation_sets_are_shipped_reproducible_and_disjoint_from_the_test_sets():
