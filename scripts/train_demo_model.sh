@@ -237,7 +237,8 @@ if [[ $stage == cts2 || $stage == all ]]; then
     # shipped run did this with THREADS=2 (25 minutes, 2.3 s/step), starting from the float16
     # copy of the `cts` adapter as shipped at commit c29fde5, on the shipped pretrain-only
     # weights (CTS_BASE=evotoken_core/assets/default_model/pretrain_only). It took Countdown
-    # from 3.9 to 8.6 % hard-mask and EvoToken α 0.5 from 7.4 to 16.0 % (MODEL_CARD.md).
+    # from 3.9 to 8.6 % hard-mask and EvoToken α 0.5 from 7.4 to 16.0 % (MODEL_CARD.md); with
+    # CTS2_SEED=3 it did not (5.1 and 6.2 %), while arithmetic came out the same.
     run_cts "${CTS2_OUT:-$RUNS/cts2}" "${CTS2_SEED:-2}" "${CTS2_STEPS:-648}" "${CTS2_MIN:-40}" \
         "${CTS2_INIT:-${CTS_OUT:-$RUNS/cts}/adapter}"
 fi
